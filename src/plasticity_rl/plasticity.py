@@ -1,0 +1,99 @@
+"""The plasticity window: dose kernel K, saturation g, the acute gate, and alpha_j (DESIGN 1.1).
+
+Pure ``jax.numpy`` functions of time (hours) and parameters, so the simulator and the
+likelihood compute the window the same way and kernel time constants can be fitted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class KernelParams(NamedTuple):
+    """Shape of the plasticity kernel. ``kind`` is static: 0 = gamma, 1 = diffexp."""
+
+    kind: int
+    gamma_shape: float
+    tau_k_hours: float
+    tau_rise_hours: float
+    tau_decay_hours: float
+
+
+def gamma_kernel(tau_h, n, tau_k):
+    """K(tau) = (tau/(n tau_k))^n exp(n - tau/tau_k): 0 before the dose, peak 1 at n*tau_k."""
+    tau_pos = jnp.maximum(tau_h, 0.0)
+    x = tau_pos / (n * tau_k)
+    # log form avoids 0**n gradients; the double where keeps gradients finite at tau <= 0.
+    safe_x = jnp.where(x > 0, x, 1.0)
+    log_k = n * jnp.log(safe_x) + n - tau_pos / tau_k
+    return jnp.where(x > 0, jnp.exp(log_k), 0.0)
+
+
+def diffexp_peak_hours(tau_rise, tau_decay):
+    return jnp.log(tau_decay / tau_rise) * tau_rise * tau_decay / (tau_decay - tau_rise)
+
+
+def diffexp_kernel(tau_h, tau_rise, tau_decay):
+    """exp(-tau/tau_decay) - exp(-tau/tau_rise), scaled to peak 1; 0 before the dose."""
+    tau_pos = jnp.maximum(tau_h, 0.0)
+    shape = lambda t: jnp.exp(-t / tau_decay) - jnp.exp(-t / tau_rise)  # noqa: E731
+    peak = shape(diffexp_peak_hours(tau_rise, tau_decay))
+    return jnp.where(tau_h > 0, shape(tau_pos) / peak, 0.0)
+
+
+def kernel(tau_h, kp: KernelParams):
+    if kp.kind == 0:
+        return gamma_kernel(tau_h, kp.gamma_shape, kp.tau_k_hours)
+    return diffexp_kernel(tau_h, kp.tau_rise_hours, kp.tau_decay_hours)
+
+
+def kernel_peak_hours(kp: KernelParams):
+    if kp.kind == 0:
+        return kp.gamma_shape * kp.tau_k_hours
+    return diffexp_peak_hours(kp.tau_rise_hours, kp.tau_decay_hours)
+
+
+def drive(t_hours, dose_hours, dose_amounts, kp: KernelParams):
+    """k_j = sum_d D_d K(t_j - t_d): the summed kernel at each step time, before saturation.
+
+    ``dose_hours``/``dose_amounts`` may be padded with amount 0.
+    """
+    tau = t_hours[:, None] - dose_hours[None, :]
+    return jnp.sum(dose_amounts[None, :] * kernel(tau, kp), axis=1)
+
+
+def saturate(k, k_max):
+    """g(k) = k_max tanh(k / k_max): ~k for one dose (g(1) = 0.92 at k_max = 2), never above k_max."""
+    return k_max * jnp.tanh(k / k_max)
+
+
+def plasma_profile(tau_h, infusion_hours, half_life_hours):
+    """Plasma-like drug state, 1 at the end of the infusion: linear rise, exponential elimination."""
+    rising = jnp.clip(tau_h / infusion_hours, 0.0, 1.0)
+    decay = jnp.exp(-jnp.log(2.0) * jnp.maximum(tau_h - infusion_hours, 0.0) / half_life_hours)
+    return jnp.where(tau_h < 0, 0.0, rising * decay)
+
+
+def acute_gate(t_hours, step_hours, dose_hours, dose_amounts, infusion_hours, half_life_hours, substeps=24):
+    """gate_j in [0, 1]: the mean acute drug state over step j (any dose with amount > 0).
+
+    Averaging over the step, not sampling its start, so a dose given mid-step still gates it.
+    """
+    offsets = (jnp.arange(substeps) + 0.5) / substeps * step_hours
+    tau = t_hours[:, None, None] + offsets[None, :, None] - dose_hours[None, None, :]
+    active = (dose_amounts > 0)[None, None, :]
+    state = jnp.where(active, plasma_profile(tau, infusion_hours, half_life_hours), 0.0)
+    return jnp.clip(jnp.mean(jnp.sum(state, axis=2), axis=1), 0.0, 1.0)
+
+
+def learning_rate(logit_alpha0, boost, g_k, gate):
+    """alpha_j = (1 - gate_j) sigmoid(logit alpha0 + A g(k_j)).
+
+    DESIGN writes the gate inside g(k (1 - gate)), which only returns alpha to alpha0 while
+    dissociated (K is ~0 then anyway, so that gate would do almost nothing). Scaling alpha
+    itself implements the stated intent: no learning is written while dissociated.
+    """
+    return (1.0 - gate) * jax.nn.sigmoid(logit_alpha0 + boost * g_k)

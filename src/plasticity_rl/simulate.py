@@ -1,0 +1,259 @@
+"""Cohort simulation: patients in arms, vmap over patients, scan over time.
+
+Outcomes do not depend on beliefs (the world does not read the patient's mind), so a cohort is
+simulated in three pure stages: sample who experiences what, run the belief recurrence
+(:func:`plasticity_rl.models.run_beliefs`, the same function the likelihood uses), then observe.
+All randomness flows from the config's seed through named streams of explicit PRNG keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plasticity_rl.config import Config
+from plasticity_rl.models import BeliefModel, Trajectory, get_model, run_beliefs
+from plasticity_rl.plasticity import KernelParams, acute_gate, drive, saturate
+from plasticity_rl.schedule import Schedules, build_schedules
+
+# Named random streams: adding a stream never changes the draws of another.
+STREAMS = {"params": 1, "everyday": 2, "corrective": 3, "attendance": 4, "ema": 5, "visits": 6}
+
+
+def stream_key(seed: int, name: str) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), STREAMS[name])
+
+
+class ArmInputs(NamedTuple):
+    """Per-arm, per-step inputs to the belief recurrence, stacked along axis 0 (arms)."""
+
+    g_k: jax.Array  # saturated plasticity drive g(k_j)
+    gate: jax.Array  # acute drug state
+    session_n: jax.Array  # corrective experiences scheduled at the step
+    session_p: jax.Array
+    session_attend: jax.Array
+
+
+class Experiences(NamedTuple):
+    """What each patient experienced: the inputs a fit conditions on."""
+
+    everyday: jax.Array  # (N, T) float32 in {0, 1}
+    corrective: jax.Array  # (N, T, n_max) float32 in {0, 1}; only the first n_corr count
+    n_corr: jax.Array  # (N, T) int32 delivered corrective experiences (0 if none or missed)
+    attended: jax.Array  # (N, T) bool, True where a scheduled session was attended
+
+
+def kernel_params(cfg: Config) -> KernelParams:
+    pl = cfg.plasticity
+    return KernelParams(
+        kind=0 if pl.kernel == "gamma" else 1,
+        gamma_shape=pl.gamma_shape,
+        tau_k_hours=pl.tau_k_hours,
+        tau_rise_hours=pl.tau_rise_hours,
+        tau_decay_hours=pl.tau_decay_hours,
+    )
+
+
+def arm_inputs(cfg: Config, sch: Schedules, kp: KernelParams | None = None) -> ArmInputs:
+    """The plasticity window and session schedule of every arm on the step grid."""
+    kp = kernel_params(cfg) if kp is None else kp
+    pl = cfg.plasticity
+    t = jnp.asarray(sch.t_hours, jnp.float32)
+    dh, da = jnp.asarray(sch.dose_hours, jnp.float32), jnp.asarray(sch.dose_amounts, jnp.float32)
+    k = jax.vmap(lambda h, a: drive(t, h, a, kp))(dh, da)
+    if pl.gate:
+        gate = jax.vmap(
+            lambda h, a: acute_gate(t, sch.step_hours, h, a, pl.infusion_minutes / 60.0, pl.half_life_hours)
+        )(dh, da)
+    else:
+        gate = jnp.zeros_like(k)
+    return ArmInputs(
+        g_k=saturate(k, pl.saturation),
+        gate=gate,
+        session_n=jnp.asarray(sch.session_n, jnp.int32),
+        session_p=jnp.asarray(sch.session_p, jnp.float32),
+        session_attend=jnp.asarray(sch.session_attend, jnp.float32),
+    )
+
+
+def arm_of_patients(cfg: Config) -> np.ndarray:
+    arms = cfg.all_arms()
+    return np.concatenate([np.full(cfg.patients_in(a), i, dtype=np.int32) for i, a in enumerate(arms)])
+
+
+def group_values(cfg: Config) -> dict[str, float]:
+    pop, env = cfg.population, cfg.environment
+    return {"mu_o": env.p_env * (1.0 - env.bias), "kappa": pop.kappa, "epsilon": pop.epsilon, "omega": pop.omega, "alpha_T": pop.alpha_T, "V0_offset": pop.V0_offset}
+
+
+def sample_params(key, cfg: Config, model: BeliefModel, n: int) -> dict[str, jax.Array]:
+    """Per-patient parameters from the population; group parameters broadcast to (n,)."""
+    out = {}
+    for i, name in enumerate(model.patient_params):
+        dist = getattr(cfg.population, name)
+        z = jax.random.normal(jax.random.fold_in(key, i), (n,))
+        out[name] = dist.mean + dist.sd * z
+    for name, value in group_values(cfg).items():
+        out[name] = jnp.full((n,), value, jnp.float32)
+    return out
+
+
+@partial(jax.jit, static_argnames=("n_max",))
+def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: ArmInputs, p_everyday, n_max: int) -> Experiences:
+    """Everyday outcomes ~ Bernoulli(p_env (1 - b)); corrective ~ Bernoulli(p_c); attendance."""
+    N, T = arm_index.shape[0], inputs.g_k.shape[1]
+    everyday = jax.random.bernoulli(k_everyday, p_everyday, (N, T)).astype(jnp.float32)
+    p_c = inputs.session_p[arm_index]
+    corrective = jax.random.bernoulli(k_corrective, p_c[:, :, None], (N, T, n_max)).astype(jnp.float32)
+    scheduled = inputs.session_n[arm_index]
+    attended = (scheduled > 0) & jax.random.bernoulli(k_attend, inputs.session_attend[arm_index])
+    return Experiences(everyday, corrective, jnp.where(attended, scheduled, 0), attended)
+
+
+@partial(jax.jit, static_argnames=("model",))
+def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences) -> Trajectory:
+    """run_beliefs vmapped over patients, each reading its arm's plasticity window."""
+
+    def one(p, arm, everyday, corrective, n_corr):
+        return run_beliefs(model, p, inputs.g_k[arm], inputs.gate[arm], everyday, corrective, n_corr)
+
+    return jax.vmap(one)(params, arm_index, exp.everyday, exp.corrective, exp.n_corr)
+
+
+# ----------------------------------------------------------------------------- observations
+
+
+def drug_state_effects(cfg: Config, sch: Schedules, t_hours: np.ndarray):
+    """D(t) acute lift and E(t) non-specific infusion response (MADRS points), per arm × time.
+
+    Both take the strongest current infusion (max, not sum), so a course of infusions does not
+    stack non-specific responses without bound.
+    """
+    v = cfg.observations.visits
+    tau = t_hours[None, :, None] - sch.infusion_hours[:, None, :]  # arms, times, doses
+    onset = np.where(tau >= 0, 1.0 - np.exp(-np.maximum(tau, 0) / v.acute_onset_hours), 0.0)
+    acute = onset * np.exp2(-np.maximum(tau, 0) / v.acute_half_life_hours)
+    D = v.acute_lift * np.max(sch.dose_amounts[:, None, :] * acute, axis=2, initial=0.0)
+    nonspec = onset * np.exp2(-np.maximum(tau, 0) / (24.0 * v.infusion_response_half_life_days))
+    E = v.infusion_response * np.max(nonspec, axis=2, initial=0.0)
+    return D, E
+
+
+def first_treatment_hours(sch: Schedules) -> np.ndarray:
+    """Per arm, the time of the first infusion or session (inf if none)."""
+    inf = np.where(np.isfinite(sch.infusion_hours), sch.infusion_hours, np.inf).min(axis=1)
+    sess = np.where(sch.session_n > 0, sch.t_hours[None, :], np.inf).min(axis=1)
+    return np.minimum(inf, sess)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A simulated cohort: inputs, hidden states and observations, as arrays.
+
+    ``plasticity_rl.data.tables(sim)`` turns it into tidy pandas tables.
+    """
+
+    config: Config
+    model: BeliefModel
+    schedules: Schedules
+    inputs: ArmInputs
+    arm_index: np.ndarray  # (N,)
+    params: dict[str, np.ndarray]  # per patient
+    experiences: Experiences
+    trajectory: Trajectory  # (N, T) each
+    ema: np.ndarray  # (N, days) rating of V at the end of each day, NaN where missing
+    visit_days: np.ndarray  # (K,) requested visit times (days)
+    visit_steps: np.ndarray  # (K,) step whose start the visit observes
+    visits: np.ndarray  # (N, K) clinician score, NaN where missing
+    visit_expected: np.ndarray  # (N, K) M without noise: m_max (1 - V) - D - E
+    visit_D: np.ndarray  # (N, K)
+    visit_E: np.ndarray  # (N, K)
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.arm_index.shape[0])
+
+
+def beliefs_at_step_start(traj_V: np.ndarray, V0: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """V at the start of each step in ``steps`` (before that step's events)."""
+    padded = np.concatenate([V0[:, None], traj_V], axis=1)
+    return padded[:, steps]
+
+
+def simulate(cfg: Config) -> Simulation:
+    """Simulate the cohort a config describes. Same config and seed, same arrays."""
+    model = get_model(cfg.model.variant)
+    sch = build_schedules(cfg)
+    inputs = arm_inputs(cfg, sch)
+    arm_index = arm_of_patients(cfg)
+    N, seed = arm_index.shape[0], cfg.experiment.seed
+    params = sample_params(stream_key(seed, "params"), cfg, model, N)
+    env = cfg.environment
+    exp = sample_experiences(
+        stream_key(seed, "everyday"),
+        stream_key(seed, "corrective"),
+        stream_key(seed, "attendance"),
+        jnp.asarray(arm_index),
+        inputs,
+        env.p_env * (1.0 - env.bias),
+        n_max=sch.n_c_max,
+    )
+    traj = cohort_beliefs(model, params, jnp.asarray(arm_index), inputs, exp)
+    traj = Trajectory(*(np.asarray(x) for x in traj))
+    params_np = {k: np.asarray(v) for k, v in params.items()}
+    V0 = np.asarray(jax.vmap(model.initial)(params).V)
+
+    spd, days = cfg.experiment.steps_per_day, cfg.experiment.days
+    obs = cfg.observations
+    # EMA: a Beta rating of V at the end of each day.
+    V_end = traj.V[:, spd - 1 :: spd][:, :days]
+    ema = np.full((N, days), np.nan, np.float32)
+    if obs.ema.enabled:
+        k_val, k_miss = jax.random.split(stream_key(seed, "ema"))
+        phi = obs.ema.phi
+        y = np.asarray(jax.random.beta(k_val, V_end * phi, (1.0 - V_end) * phi), np.float64)
+        y = np.clip(y, 1e-6, 1 - 1e-6)
+        missing = np.asarray(jax.random.bernoulli(k_miss, obs.ema.missing_rate, y.shape))
+        ema = np.where(missing, np.nan, y).astype(np.float32)
+
+    # Visits: clinician score at the start of the visit's step.
+    vd = np.asarray(obs.visits.days if obs.visits.enabled else [], dtype=np.float64)
+    vsteps = np.array([min(round(d * spd), days * spd) for d in vd], dtype=np.int64)
+    K = vd.shape[0]
+    visits = expected = vD = vE = np.zeros((N, K))
+    if K:
+        v = obs.visits
+        D, E = drug_state_effects(cfg, sch, vsteps * sch.step_hours)
+        vD, vE = D[arm_index], E[arm_index]
+        V_visit = beliefs_at_step_start(traj.V, V0, vsteps)
+        expected = v.m_max * (1.0 - V_visit) - vD - vE
+        treated = (vsteps * sch.step_hours)[None, :] >= first_treatment_hours(sch)[arm_index][:, None]
+        sd = np.where(treated, v.noise_sd_treated, v.noise_sd_baseline)
+        k_val, k_miss = jax.random.split(stream_key(seed, "visits"))
+        noise = np.asarray(jax.random.normal(k_val, (N, K)))
+        visits = np.clip(expected + sd * noise, 0.0, 60.0)
+        missing = np.asarray(jax.random.bernoulli(k_miss, v.missing_rate, (N, K)))
+        visits = np.where(missing, np.nan, visits)
+
+    return Simulation(
+        config=cfg,
+        model=model,
+        schedules=sch,
+        inputs=inputs,
+        arm_index=arm_index,
+        params=params_np,
+        experiences=Experiences(*(np.asarray(x) for x in exp)),
+        trajectory=traj,
+        ema=ema,
+        visit_days=vd,
+        visit_steps=vsteps,
+        visits=visits,
+        visit_expected=expected,
+        visit_D=vD,
+        visit_E=vE,
+    )
