@@ -1,0 +1,127 @@
+"""The command line as a user meets it: exit codes, run folders, atomic writes, error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from plasticity_rl.cli import app
+from plasticity_rl.config import bundled_config_path
+
+runner = CliRunner()
+
+
+def tiny_config(tmp_path: Path, **experiment) -> Path:
+    """The flagship design, shrunk: 3 patients per arm, 14 days."""
+    data = yaml.safe_load(bundled_config_path("flagship").read_text())
+    data["experiment"].update({"patients_per_arm": 3, "days": 28, **experiment})
+    data["observations"]["visits"]["days"] = [0, 6.9, 8, 14, 28]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_run_writes_a_complete_run_folder(tmp_path):
+    cfg = tiny_config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--quiet", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    (folder,) = list((tmp_path / "runs").iterdir())
+    assert folder.name.startswith("flagship-")
+    for name in ("config.yaml", "provenance.json", "manifest.json"):
+        assert (folder / name).is_file()
+    for table in ("patients", "events", "sessions", "trajectories", "ema", "visits", "arms"):
+        assert (folder / "data" / f"{table}.parquet").is_file()
+        assert (folder / "data" / f"{table}.csv").is_file()
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["seed"] == 20261129
+    assert {"jax", "numpyro", "arviz", "pandas"} <= set(prov["packages"])
+    assert "revision" in prov["git"] and prov["command"]
+    # The resolved config reproduces the run: every default is written out.
+    resolved = yaml.safe_load((folder / "config.yaml").read_text())
+    assert resolved["population"]["kappa"] == pytest.approx(0.0075)
+    traj = pd.read_parquet(folder / "data" / "trajectories.parquet")
+    assert len(traj) == 15 * 28 * 8
+
+
+def test_same_seed_gives_identical_tables(tmp_path):
+    cfg = tiny_config(tmp_path)
+    for out in ("a", "b"):
+        res = runner.invoke(app, ["simulate", str(cfg), "-o", str(tmp_path / out), "--quiet"])
+        assert res.exit_code == 0, res.output
+    for table in ("events", "trajectories", "ema", "visits"):
+        a = (tmp_path / "a" / "data" / f"{table}.csv").read_bytes()
+        b = (tmp_path / "b" / "data" / f"{table}.csv").read_bytes()
+        assert a == b, table
+
+
+def test_simulate_refuses_to_overwrite(tmp_path):
+    cfg = tiny_config(tmp_path)
+    (tmp_path / "out").mkdir()
+    res = runner.invoke(app, ["simulate", str(cfg), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "already exists" in res.output
+
+
+def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    import plasticity_rl.data as data
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "write_tables", interrupted)
+    cfg = tiny_config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-figures"])
+    assert res.exit_code == 130
+    assert "rerun the same command" in res.output
+    assert list((tmp_path / "runs").iterdir()) == []  # neither a run folder nor a .partial one
+
+
+@pytest.mark.parametrize(
+    "edit, field, allowed",
+    [
+        (lambda d: d["environment"].update(p_env=1.3), "environment.p_env", "<= 1"),
+        (lambda d: d["arms"][1]["doses"][0].update(day=-1), "arms[1].doses[0].day", ">= 0"),
+        (lambda d: d["arms"][2]["sessions"][0].update(day=60), "sessions[0]", "outside the experiment"),
+        (lambda d: d.update(colour="blue"), "colour", "unknown key"),
+        (lambda d: d["model"].update(variant="kalman"), "model.variant", "schema_asym"),
+    ],
+)
+def test_bad_config_exits_2_naming_field_value_and_allowed(tmp_path, edit, field, allowed):
+    data = yaml.safe_load(tiny_config(tmp_path).read_text())
+    edit(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for argv in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "runs")]):
+        res = runner.invoke(app, argv)
+        assert res.exit_code == 2, res.output
+        assert field in res.output and allowed in res.output, res.output
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    res = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2
+    assert "no such config file" in res.output
+
+
+def test_validate_show_prints_resolved_config():
+    res = runner.invoke(app, ["validate", str(bundled_config_path("flagship")), "--show"])
+    assert res.exit_code == 0
+    resolved = yaml.safe_load(res.stdout)
+    assert resolved["plasticity"]["tau_k_hours"] == 12.0
+    assert [a["name"] for a in resolved["arms"]][:2] == ["placebo", "ketamine"]
+
+
+def test_console_script_entry_point(tmp_path):
+    """The installed `plasticity-rl` command, as a user runs it, with a usage error."""
+    res = subprocess.run([sys.executable, "-m", "plasticity_rl.cli", "validate"], capture_output=True, text=True)
+    assert res.returncode == 2
+    res = subprocess.run([sys.executable, "-m", "plasticity_rl.cli", "configs"], capture_output=True, text=True)
+    assert res.returncode == 0 and "flagship" in res.stdout and "timing_sweep" in res.stdout
