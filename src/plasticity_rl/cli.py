@@ -207,7 +207,22 @@ def list_configs():
         print(f"{p.stem:<18} {p}\n{'':<18} {first}")
 
 
+def enable_compilation_cache() -> None:
+    """Keep JAX compilations on disk so a second run skips them (PLASTICITY_RL_NO_CACHE=1: off)."""
+    import os
+
+    if os.environ.get("PLASTICITY_RL_NO_CACHE"):
+        return
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is None:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        jax.config.update("jax_compilation_cache_dir", str(base / "plasticity_rl" / "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main() -> None:
+    enable_compilation_cache()
     try:
         app(standalone_mode=True)
     except SystemExit as exc:
