@@ -194,9 +194,13 @@ class Ema(_Strict):
     missing_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
+DEFAULT_VISIT_DAYS = (0.0, 7.0, 7.5, 8.0, 9.0, 10.0, 14.0, 21.0, 28.0, 35.0, 42.0, 49.0, 56.0)
+
+
 class Visits(_Strict):
     enabled: bool = True
-    days: list[float] = [0.0, 7.0, 7.5, 8.0, 9.0, 10.0, 14.0, 21.0, 28.0, 42.0, 55.0]
+    # Default: DEFAULT_VISIT_DAYS up to the experiment's last day (filled in by Config).
+    days: list[float] = list(DEFAULT_VISIT_DAYS)
     m_max: float = Field(default=42.0, gt=0.0, le=60.0)  # MADRS at V = 0: baseline V0 0.24 -> ~32
     # Noise SD before and after the first treatment (Lii et al. 2023: SD 7-8 at baseline,
     # 8-12 after treatment).
@@ -237,6 +241,20 @@ class Config(_Strict):
     arms: list[Arm] = []
     timing_sweep: TimingSweep | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_visit_days(cls, data: Any) -> Any:
+        """Unset visit days default to DEFAULT_VISIT_DAYS within the experiment's length."""
+        if not isinstance(data, dict):
+            return data
+        exp, obs = data.get("experiment"), data.get("observations", {})
+        days = exp.get("days", 56) if isinstance(exp, dict) else 56
+        visits = obs.get("visits", {}) if isinstance(obs, dict) else None
+        if isinstance(visits, dict) and "days" not in visits and isinstance(days, (int, float)):
+            visits = {**visits, "days": [d for d in DEFAULT_VISIT_DAYS if d <= days]}
+            data = {**data, "observations": {**obs, "visits": visits}}
+        return data
+
     @model_validator(mode="after")
     def _check_schedule(self) -> Config:
         if not self.arms and self.timing_sweep is None:
@@ -271,7 +289,7 @@ class Config(_Strict):
                     f"1..experiment.days ({days})"
                 )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))  # one line per problem (see _problems)
         return self
 
     def all_arms(self) -> list[Arm]:
@@ -347,7 +365,9 @@ def _problems(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         loc = _format_loc(err["loc"])
         if err["type"] == "value_error":
-            out.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+            lines = err["msg"].removeprefix("Value error, ").splitlines()
+            prefix = f"{loc}: " if err["loc"] else ""  # cross-field checks name their own fields
+            out.extend(prefix + line for line in lines)
             continue
         value = err.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{...}"

@@ -89,6 +89,9 @@ def acute_gate(t_hours, step_hours, dose_hours, dose_amounts, infusion_hours, ha
     return jnp.clip(jnp.mean(jnp.sum(state, axis=2), axis=1), 0.0, 1.0)
 
 
+ALPHA_MAX = 1.0 - 1e-6
+
+
 def learning_rate(logit_alpha0, boost, g_k, gate):
     """alpha_j = (1 - gate_j) sigmoid(logit alpha0 + A g(k_j)).
 
@@ -96,4 +99,6 @@ def learning_rate(logit_alpha0, boost, g_k, gate):
     dissociated (K is ~0 then anyway, so that gate would do almost nothing). Scaling alpha
     itself implements the stated intent: no learning is written while dissociated.
     """
-    return (1.0 - gate) * jax.nn.sigmoid(logit_alpha0 + boost * g_k)
+    # float32 sigmoid rounds to exactly 1 past a logit of ~17; an alpha of 1 would copy each
+    # outcome into the belief (V = 0 or 1 exactly), so keep it strictly below 1.
+    return (1.0 - gate) * jnp.minimum(jax.nn.sigmoid(logit_alpha0 + boost * g_k), ALPHA_MAX)

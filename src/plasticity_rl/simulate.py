@@ -42,8 +42,8 @@ class ArmInputs(NamedTuple):
 class Experiences(NamedTuple):
     """What each patient experienced: the inputs a fit conditions on."""
 
-    everyday: jax.Array  # (N, T) float32 in {0, 1}
-    corrective: jax.Array  # (N, T, n_max) float32 in {0, 1}; only the first n_corr count
+    everyday: jax.Array  # (N, T) int8 in {0, 1}
+    corrective: jax.Array  # (N, T, n_max) int8 in {0, 1}; only the first n_corr count
     n_corr: jax.Array  # (N, T) int32 delivered corrective experiences (0 if none or missed)
     attended: jax.Array  # (N, T) bool, True where a scheduled session was attended
 
@@ -105,24 +105,72 @@ def sample_params(key, cfg: Config, model: BeliefModel, n: int) -> dict[str, jax
 
 @partial(jax.jit, static_argnames=("n_max",))
 def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: ArmInputs, p_everyday, n_max: int) -> Experiences:
-    """Everyday outcomes ~ Bernoulli(p_env (1 - b)); corrective ~ Bernoulli(p_c); attendance."""
+    """Everyday outcomes ~ Bernoulli(p_env (1 - b)); corrective ~ Bernoulli(p_c); attendance.
+
+    Draws: patient i's everyday outcomes come from ``fold_in(k_everyday, i)``, so they do not
+    depend on the cohort's size; attendance and corrective outcomes are drawn only at steps where
+    some arm schedules a session, from ``fold_in(k, step)``. Everywhere else ``corrective``,
+    ``n_corr`` and ``attended`` are 0 (as before: p_c is 0 off-session).
+    """
     N, T = arm_index.shape[0], inputs.g_k.shape[1]
-    everyday = jax.random.bernoulli(k_everyday, p_everyday, (N, T)).astype(jnp.float32)
-    p_c = inputs.session_p[arm_index]
-    corrective = jax.random.bernoulli(k_corrective, p_c[:, :, None], (N, T, n_max)).astype(jnp.float32)
-    scheduled = inputs.session_n[arm_index]
-    attended = (scheduled > 0) & jax.random.bernoulli(k_attend, inputs.session_attend[arm_index])
-    return Experiences(everyday, corrective, jnp.where(attended, scheduled, 0), attended)
+    block = 256  # patients per batch of draws (benchmarks/README.md, "Simulation throughput")
+
+    def patient_everyday(i):
+        return jax.random.bernoulli(jax.random.fold_in(k_everyday, i), p_everyday, (T,)).astype(jnp.int8)
+
+    # Batched so each batch's random bits stay in cache (one dense (N, T) draw is several times slower).
+    everyday = jax.lax.map(patient_everyday, jnp.arange(N, dtype=jnp.uint32), batch_size=min(block, N))
+
+    has_session = jnp.any(inputs.session_n > 0, axis=0)  # (T,), over arms
+    session_steps = jnp.nonzero(has_session, size=T, fill_value=0)[0]
+
+    def one_session_step(i, carry):
+        corrective, n_corr, attended = carry
+        t = session_steps[i]
+        scheduled = inputs.session_n[arm_index, t]
+        p_attend, p_c = inputs.session_attend[arm_index, t], inputs.session_p[arm_index, t]
+        went = (scheduled > 0) & jax.random.bernoulli(jax.random.fold_in(k_attend, t), p_attend)
+        cs = jax.random.bernoulli(jax.random.fold_in(k_corrective, t), p_c[:, None], (N, n_max))
+        cs = cs.astype(jnp.int8)
+        return (
+            jax.lax.dynamic_update_slice(corrective, cs[:, None, :], (0, t, 0)),
+            jax.lax.dynamic_update_slice(n_corr, jnp.where(went, scheduled, 0)[:, None], (0, t)),
+            jax.lax.dynamic_update_slice(attended, went[:, None], (0, t)),
+        )
+
+    empty = (jnp.zeros((N, T, n_max), jnp.int8), jnp.zeros((N, T), jnp.int32), jnp.zeros((N, T), bool))
+    corrective, n_corr, attended = jax.lax.fori_loop(0, jnp.sum(has_session), one_session_step, empty)
+    return Experiences(everyday, corrective, n_corr, attended)
+
+
+BLOCK = 256  # patients per block: a block's (T, B) arrays stay in cache (benchmarks/README.md)
 
 
 @partial(jax.jit, static_argnames=("model",))
 def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences) -> Trajectory:
-    """run_beliefs vmapped over patients, each reading its arm's plasticity window."""
+    """:func:`run_beliefs` for every patient, each reading its arm's plasticity window.
 
-    def one(p, arm, everyday, corrective, n_corr):
-        return run_beliefs(model, p, inputs.g_k[arm], inputs.gate[arm], everyday, corrective, n_corr)
+    Patients go through ``run_beliefs`` in blocks of ``BLOCK`` (the last block overlaps the one
+    before it rather than being padded, so nothing is copied), one scan over time per block with
+    a batched carry: the same function the likelihood calls, organised so each block's arrays
+    stay in cache.
+    """
+    N = arm_index.shape[0]
+    B = min(BLOCK, N)
 
-    return jax.vmap(one)(params, arm_index, exp.everyday, exp.corrective, exp.n_corr)
+    def one_block(i, out):
+        start = jnp.minimum(i * B, N - B)  # the last block may overlap the one before: same values
+        take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, B)  # noqa: E731
+        p, arm = jax.tree.map(take, params), take(arm_index)
+        traj = run_beliefs(model, p, inputs.g_k[arm], inputs.gate[arm], take(exp.everyday),
+                           take(exp.corrective), take(exp.n_corr))
+        return jax.tree.map(lambda o, t: jax.lax.dynamic_update_slice_in_dim(o, t, start, 0), out, traj)
+
+    first = jax.eval_shape(lambda: run_beliefs(model, jax.tree.map(lambda v: v[:B], params),
+                                               inputs.g_k[arm_index[:B]], inputs.gate[arm_index[:B]],
+                                               exp.everyday[:B], exp.corrective[:B], exp.n_corr[:B]))
+    out = jax.tree.map(lambda s: jnp.zeros((N,) + s.shape[1:], s.dtype), first)
+    return jax.lax.fori_loop(0, -(-N // B), one_block, out)
 
 
 # ----------------------------------------------------------------------------- observations
@@ -204,7 +252,7 @@ def simulate(cfg: Config) -> Simulation:
         n_max=sch.n_c_max,
     )
     traj = cohort_beliefs(model, params, jnp.asarray(arm_index), inputs, exp)
-    traj = Trajectory(*(np.asarray(x) for x in traj))
+    traj = Trajectory(*(None if x is None else np.asarray(x) for x in traj))
     params_np = {k: np.asarray(v) for k, v in params.items()}
     V0 = np.asarray(jax.vmap(model.initial)(params).V)
 

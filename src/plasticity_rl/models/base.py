@@ -30,7 +30,7 @@ class Trajectory(NamedTuple):
     """Per-step output of :func:`run_beliefs`: beliefs *after* the step's events."""
 
     alpha: jax.Array  # alpha_j (alpha+_j in asymmetric variants)
-    alpha_neg: jax.Array  # alpha-_j in asymmetric variants, else equal to alpha
+    alpha_neg: jax.Array | None  # alpha-_j in asymmetric variants, else None
     V: jax.Array
     S: jax.Array
 
@@ -61,31 +61,52 @@ class BeliefModel:
             return Beliefs(V=V0, S=V0)
         r = self.rates(p, jnp.zeros(()), jnp.zeros(()))
         a_pos, a_neg, mu = r["alpha"], r.get("alpha_neg", r["alpha"]), p["mu_o"]
-        # Fixed point of E[dV] = a+ mu (1 - V) - a- (1 - mu) V + kappa (S0 - V) = 0.
-        V_eq = (a_pos * mu + p["kappa"] * S0) / (a_pos * mu + a_neg * (1 - mu) + p["kappa"])
+        # Fixed point of E[dV] = (1 - kappa) (a+ mu (1 - V) - a- (1 - mu) V) + kappa (S0 - V) = 0.
+        learn = 1.0 - p["kappa"]
+        V_eq = (learn * a_pos * mu + p["kappa"] * S0) / (learn * (a_pos * mu + a_neg * (1 - mu)) + p["kappa"])
         V0 = jnp.clip(V_eq + p.get("V0_offset", 0.0), 1e-4, 1.0 - 1e-4)
         return Beliefs(V=V0, S=S0)
 
 
-def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, n_corr) -> Trajectory:
-    """Beliefs of one patient over T steps, given the outcomes they experienced.
+def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, n_corr, any_session=None) -> Trajectory:
+    """Beliefs over T steps, given the outcomes experienced: THE recurrence of the package.
 
-    g_k: (T,) saturated plasticity drive; gate: (T,) acute drug state in [0, 1];
-    everyday: (T,) outcomes in {0, 1}; corrective: (T, n_max) corrective outcomes, of which the
-    first ``n_corr[j]`` are delivered at step j (0: no session, or a missed one).
+    Shapes are patient-major with optional leading batch dimensions ``...`` (none for one
+    patient): g_k, gate: (..., T) saturated plasticity drive and acute drug state;
+    everyday: (..., T) outcomes in {0, 1} (any dtype); corrective: (..., T, n_max) corrective
+    outcomes, of which the first ``n_corr[..., j]`` are delivered at step j (0: no session, or a
+    missed one); parameters in ``p`` have shape ``...`` (or are scalars).
     Within a step the session comes first, then the everyday event (DESIGN 1.2).
+
+    Sessions are rare (12 of 448 steps in the flagship trial), so the session update runs under
+    ``lax.cond`` only at steps flagged in ``any_session`` (T,) - by default, steps where any
+    patient in the batch has corrective experiences. A session with n = 0 leaves beliefs exactly
+    unchanged, so skipping it changes no number. Under ``vmap`` pass ``any_session`` unbatched
+    (``in_axes=None``) to keep the branch a real branch. The session is rematerialised in the
+    backward pass: cheaper than storing its residuals at every step.
     """
-    rates = model.rates(p, g_k, gate)
+    to_time_major = lambda x: jnp.moveaxis(jnp.asarray(x), -1, 0)  # noqa: E731
+    g_t, gate_t, o_t = to_time_major(g_k), to_time_major(gate), to_time_major(everyday)
+    c_t = jnp.moveaxis(jnp.asarray(corrective), -2, 0)  # (T, ..., n_max)
+    n_t = to_time_major(n_corr)
+    if any_session is None:
+        any_session = jnp.any(n_t > 0, axis=tuple(range(1, n_t.ndim)))
+    rates = model.rates(p, g_t, gate_t)  # (T, ...): parameters broadcast over time
+    state0 = model.initial(p)
+    dtype = jnp.result_type(state0.V)
+    session = jax.checkpoint(model.session)
 
     def step(state, xs):
-        r, o, cs, n = xs
-        state = model.session(state, cs, n, r, p)
-        state = model.everyday(state, o, r, p)
+        r, o, cs, n, go = xs
+        cs = cs.astype(dtype)
+        state = jax.lax.cond(go, lambda s: session(s, cs, n, r, p), lambda s: s, state)
+        state = model.everyday(state, o.astype(dtype), r, p)
         return state, state
 
-    _, (V, S) = jax.lax.scan(step, model.initial(p), (rates, everyday, corrective, n_corr))
-    alpha = rates["alpha"]
-    return Trajectory(alpha=alpha, alpha_neg=rates.get("alpha_neg", alpha), V=V, S=S)
+    _, (V, S) = jax.lax.scan(step, state0, (rates, o_t, c_t, n_t, any_session))
+    back = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731
+    alpha_neg = back(rates["alpha_neg"]) if "alpha_neg" in rates else None
+    return Trajectory(alpha=back(rates["alpha"]), alpha_neg=alpha_neg, V=back(V), S=back(S))
 
 
 # ----------------------------------------------------------------------------- update pieces
@@ -104,13 +125,14 @@ def repeated_delta_rule(x, cs, n, rate):
     """
     k = jnp.arange(cs.shape[-1])
     keep = 1.0 - rate
-    weights = jnp.where(k < n, rate * keep ** jnp.maximum(n - 1 - k, 0), 0.0)
+    n_, keep_ = jnp.asarray(n)[..., None], jnp.asarray(keep)[..., None]  # broadcast over k
+    weights = jnp.where(k < n_, (1.0 - keep_) * keep_ ** jnp.maximum(n_ - 1 - k, 0), 0.0)
     return keep**n * x + jnp.sum(weights * cs, axis=-1)
 
 
 def sequential_updates(state: Beliefs, cs, n, one_update) -> Beliefs:
     """Apply ``one_update(state, c)`` for cs[0], ..., cs[n-1] (for rules with no closed form)."""
     for k in range(cs.shape[-1]):
-        new = one_update(state, cs[k])
+        new = one_update(state, cs[..., k])
         state = Beliefs(*(jnp.where(k < n, a, b) for a, b in zip(new, state)))
     return state

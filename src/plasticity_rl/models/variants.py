@@ -63,9 +63,20 @@ def rw_asym_session(s: Beliefs, cs, n, r, p) -> Beliefs:
 # ----------------------------------------------------------------------------- schema
 
 
+def relax_toward_schema(V, S, kappa):
+    """(1 - kappa) V + kappa S: after learning from the outcome, V relaxes toward the schema.
+
+    DESIGN 1.2 writes V + alpha (o - V) + kappa (S - V), which leaves (0, 1) once alpha + kappa > 1
+    (both allowed by the config). Learning first, then relaxing, is a convex combination for any
+    alpha, kappa in [0, 1]; it differs from the DESIGN form by kappa alpha (o - V), about 1e-4 per
+    step at the defaults.
+    """
+    return (1.0 - kappa) * V + kappa * S
+
+
 def schema_everyday(s: Beliefs, o, r, p) -> Beliefs:
     a = r["alpha"]
-    V = delta_rule(s.V, o, a) + p["kappa"] * (s.S - s.V)
+    V = relax_toward_schema(delta_rule(s.V, o, a), s.S, p["kappa"])
     S = delta_rule(s.S, o, p["epsilon"] * a)
     return Beliefs(V, S)
 
@@ -86,7 +97,7 @@ def schema_ungated_session(s: Beliefs, cs, n, r, p) -> Beliefs:
 
 
 def schema_asym_everyday(s: Beliefs, o, r, p) -> Beliefs:
-    V = delta_rule(s.V, o, signed(r, o, s.V)) + p["kappa"] * (s.S - s.V)
+    V = relax_toward_schema(delta_rule(s.V, o, signed(r, o, s.V)), s.S, p["kappa"])
     S = delta_rule(s.S, o, p["epsilon"] * signed(r, o, s.S))
     return Beliefs(V, S)
 

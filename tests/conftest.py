@@ -1,0 +1,68 @@
+"""Shared fixtures: one small flagship simulation, reused by every test that needs a cohort.
+
+JAX compiles once per array shape, and compiling is what a test run mostly pays for. So tests
+share one small flagship cohort (and derived configs that keep its shapes: another seed, a lower
+session attendance) instead of each simulating its own.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from plasticity_rl.config import Config, bundled_config_path, config_from_dict, load_config
+
+SMALL_PATIENTS_PER_ARM = 4  # 5 arms x 4 = 20 patients, 56 days x 8 steps
+
+
+def edited(cfg: Config | dict, **changes: Any) -> Config:
+    """A validated copy of ``cfg`` with dotted-path fields replaced.
+
+    ``edited(cfg, **{"experiment.seed": 7, "arms[2].sessions[0].attendance": 0.5})``
+    """
+    data = copy.deepcopy(cfg if isinstance(cfg, dict) else cfg.model_dump(mode="json"))
+    for path, value in changes.items():
+        node, keys = data, _split(path)
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    return config_from_dict(data)
+
+
+def _split(path: str) -> list[str | int]:
+    keys: list[str | int] = []
+    for part in path.split("."):
+        name, *indices = part.split("[")
+        if name:
+            keys.append(name)
+        keys += [int(i.rstrip("]")) for i in indices]
+    return keys
+
+
+@pytest.fixture(scope="session")
+def edit():
+    """The :func:`edited` helper, as a fixture (test modules do not import conftest)."""
+    return edited
+
+
+@pytest.fixture(scope="session")
+def flagship_cfg() -> Config:
+    """The shipped flagship design with 4 patients per arm."""
+    cfg = load_config(bundled_config_path("flagship"))
+    return edited(cfg, **{"experiment.patients_per_arm": SMALL_PATIENTS_PER_ARM})
+
+
+@pytest.fixture(scope="session")
+def flagship_sim(flagship_cfg):
+    from plasticity_rl.simulate import simulate
+
+    return simulate(flagship_cfg)
+
+
+@pytest.fixture(scope="session")
+def flagship_tables(flagship_sim):
+    from plasticity_rl.data import tables
+
+    return tables(flagship_sim)
