@@ -26,7 +26,7 @@ from plasticity_rl.plasticity import (
 GAMMA = KernelParams(kind=0, gamma_shape=2.0, tau_k_hours=12.0, tau_rise_hours=14.0, tau_decay_hours=48.0)
 DIFFEXP = GAMMA._replace(kind=1)
 LOGIT_A0 = math.log(0.01 / 0.99)  # default alpha0 = 0.01
-INFUSION_H, HALF_LIFE_H = 40.0 / 60.0, 2.75
+INFUSION_H, HALF_LIFE_H, GONE_BY_H = 40.0 / 60.0, 2.75, 2.0
 STEP_H = 3.0  # 8 steps a day
 
 
@@ -152,7 +152,7 @@ def test_alpha_stays_below_one_for_a_large_boost():
 
 def gate_after_dose(dose_h=9.0, amount=1.0, hours=72.0):
     t = jnp.arange(0.0, hours, STEP_H)
-    g = acute_gate(t, STEP_H, jnp.asarray([dose_h]), jnp.asarray([amount]), INFUSION_H, HALF_LIFE_H)
+    g = acute_gate(t, STEP_H, jnp.asarray([dose_h]), jnp.asarray([amount]), INFUSION_H, HALF_LIFE_H, GONE_BY_H)
     return np.asarray(t), np.asarray(g)
 
 
@@ -167,21 +167,31 @@ def test_gate_is_in_unit_interval_zero_before_and_high_during_the_infusion():
     t, g = gate_after_dose(dose_h=9.0)
     assert np.all((g >= 0.0) & (g <= 1.0))
     assert np.all(g[t + STEP_H <= 9.0] == 0.0)  # steps that end before the dose
-    assert g[t == 9.0].item() > 0.6  # the dose's own step: dissociated for most of it
+    # The dose's own 3-h step: dissociated from ~0.5 h to 2 h of it, peaking at 40 min.
+    assert 0.15 < g[t == 9.0].item() < 0.5
 
 
 def test_gate_is_gone_by_the_plasticity_peak():
     t, g = gate_after_dose(dose_h=9.0)
     tau = t - 9.0
     assert np.all(np.diff(g[tau >= 0]) <= 0)  # only wanes after the infusion step
-    assert np.all(g[tau >= 12.0] < 0.06)
-    assert np.all(g[tau >= 21.0] < 0.01)  # no gating at peak plasticity (24 h)
+    assert np.all(g[tau >= STEP_H] == 0.0)  # dissociation is gone by ~2 h (DESIGN 1.1)
+
+
+def test_dissociation_peaks_at_the_end_of_the_infusion_and_is_gone_by_two_hours():
+    from plasticity_rl.plasticity import dissociation
+
+    tau = jnp.asarray([0.0, 0.3, INFUSION_H, 1.0, 1.5, 1.99, 2.0, 3.0])
+    d = np.asarray(dissociation(tau, INFUSION_H, HALF_LIFE_H, GONE_BY_H))
+    assert d[2] == pytest.approx(1.0) and d.argmax() == 2
+    assert d[0] == 0.0 and np.all(d[-2:] == 0.0)
+    assert 0 < d[5] < 0.01 and np.all(np.diff(d[2:]) <= 0)
 
 
 def test_gate_covers_a_dose_given_mid_step():
     # The gate is the mean drug state over the step, so a dose at 10:00 still gates the 09:00 step.
     t, g = gate_after_dose(dose_h=10.0)
-    assert g[t == 9.0].item() > 0.3
+    assert g[t == 9.0].item() > 0.15
 
 
 def test_placebo_infusion_has_no_gate():
@@ -216,4 +226,5 @@ def test_arm_inputs_place_the_window_after_the_landed_dose(flagship_sim):
     assert np.all(g_k[ketamine, : dose_step + 1] == 0.0)
     assert int(g_k[ketamine].argmax()) == dose_step + int(24 / sch.step_hours)
     assert g_k[ketamine].max() == pytest.approx(2 * math.tanh(0.5), rel=1e-5)  # g(1) at k_max 2
-    assert gate[ketamine, dose_step] > 0.6 and gate[ketamine, : dose_step].max() == 0.0
+    assert gate[ketamine, dose_step] > 0.15 and gate[ketamine, : dose_step].max() == 0.0
+    assert gate[ketamine, dose_step + 1 :].max() == 0.0  # gone by the next step (~2 h)

@@ -73,9 +73,17 @@ class Plasticity(_Strict):
     gate: bool = True
     infusion_minutes: float = Field(default=40.0, gt=0.0, le=24 * 60)
     half_life_hours: float = Field(default=2.75, gt=0.0, le=48.0)
+    # Dissociation peaks at the end of the infusion and is gone by about 2 h after its start
+    # (CADSS ratings: Zarate et al. 2006; Murrough et al. 2013).
+    dissociation_gone_by_hours: float = Field(default=2.0, gt=0.0, le=48.0)
 
     @model_validator(mode="after")
     def _rise_before_decay(self) -> Plasticity:
+        if self.dissociation_gone_by_hours <= self.infusion_minutes / 60.0:
+            raise ValueError(
+                f"dissociation_gone_by_hours ({self.dissociation_gone_by_hours}) must be later than "
+                f"the end of the infusion ({self.infusion_minutes / 60.0:g} h)"
+            )
         if self.kernel == "diffexp" and not self.tau_rise_hours < self.tau_decay_hours:
             raise ValueError(
                 f"tau_rise_hours ({self.tau_rise_hours}) must be smaller than "

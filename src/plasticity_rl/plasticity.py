@@ -77,15 +77,29 @@ def plasma_profile(tau_h, infusion_hours, half_life_hours):
     return jnp.where(tau_h < 0, 0.0, rising * decay)
 
 
-def acute_gate(t_hours, step_hours, dose_hours, dose_amounts, infusion_hours, half_life_hours, substeps=24):
-    """gate_j in [0, 1]: the mean acute drug state over step j (any dose with amount > 0).
+def dissociation(tau_h, infusion_hours, half_life_hours, gone_by_hours):
+    """The dissociative part of the drug state: the plasma profile above its level at
+    ``gone_by_hours`` after the start of the infusion, rescaled to peak 1 at the end of it.
+
+    DESIGN 1.1 asks for both a plasma-like profile (elimination half-life ~2.75 h) and
+    dissociation that peaks at 40 min and is gone by ~2 h; plasma alone is still at 0.7 of its
+    peak at 2 h. Dissociation as plasma above a threshold satisfies both.
+    """
+    floor = plasma_profile(jnp.asarray(gone_by_hours), infusion_hours, half_life_hours)
+    above = plasma_profile(tau_h, infusion_hours, half_life_hours) - floor
+    return jnp.clip(above / (1.0 - floor), 0.0, 1.0)
+
+
+def acute_gate(t_hours, step_hours, dose_hours, dose_amounts, infusion_hours, half_life_hours,
+               gone_by_hours, substeps=24):
+    """gate_j in [0, 1]: the mean dissociative state over step j (any dose with amount > 0).
 
     Averaging over the step, not sampling its start, so a dose given mid-step still gates it.
     """
     offsets = (jnp.arange(substeps) + 0.5) / substeps * step_hours
     tau = t_hours[:, None, None] + offsets[None, :, None] - dose_hours[None, None, :]
     active = (dose_amounts > 0)[None, None, :]
-    state = jnp.where(active, plasma_profile(tau, infusion_hours, half_life_hours), 0.0)
+    state = jnp.where(active, dissociation(tau, infusion_hours, half_life_hours, gone_by_hours), 0.0)
     return jnp.clip(jnp.mean(jnp.sum(state, axis=2), axis=1), 0.0, 1.0)
 
 

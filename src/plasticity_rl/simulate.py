@@ -68,7 +68,8 @@ def arm_inputs(cfg: Config, sch: Schedules, kp: KernelParams | None = None) -> A
     k = jax.vmap(lambda h, a: drive(t, h, a, kp))(dh, da)
     if pl.gate:
         gate = jax.vmap(
-            lambda h, a: acute_gate(t, sch.step_hours, h, a, pl.infusion_minutes / 60.0, pl.half_life_hours)
+            lambda h, a: acute_gate(t, sch.step_hours, h, a, pl.infusion_minutes / 60.0, pl.half_life_hours,
+                                    pl.dissociation_gone_by_hours)
         )(dh, da)
     else:
         gate = jnp.zeros_like(k)
