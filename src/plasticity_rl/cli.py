@@ -120,6 +120,9 @@ def run(
         with atomic_dir(final) as folder:
             write_run_metadata(folder, cfg)
             _simulate_and_write(cfg, folder, rep, figures)
+            from plasticity_rl.report import write_report
+
+            write_report(folder)
             write_manifest(folder)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - mapped to exit codes
         _fail(exc)
@@ -196,6 +199,26 @@ def figures(
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     rep.done(f"[bold]{len(paths)} files in[/bold] {run_dir / 'figures'}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by 'plasticity-rl run'.", show_default=False)],
+    quiet: Quiet = False,
+):
+    """Write RUN_DIR/report.html: a self-contained page (figures embedded, no scripts, no network)."""
+    from plasticity_rl.report import write_report
+
+    try:
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+        path = write_report(run_dir)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        _fail(exc)
+    if quiet:
+        print(path)
+    else:
+        err.print(f"[bold]report:[/bold] {path}")
 
 
 @app.command("configs")

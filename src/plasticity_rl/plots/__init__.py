@@ -9,6 +9,11 @@ Caption convention: each returned figure carries a plain-text caption, attached 
 
 The plasticity window is shaded by :func:`shade_window` on every time-course figure: the span
 where the dose kernel's drive g(k_j) is at least :data:`WINDOW_FRACTION` of its peak.
+
+Lesson figures (:mod:`plasticity_rl.plots.lesson`, :mod:`plasticity_rl.plots.validation`):
+``prediction_error_step``, ``kernel_and_alpha``, ``single_patient``, ``timing_heatmap`` (from
+``timing_grid``) and ``clinician_vs_published`` (against ``published_targets()``).
+:func:`render_lesson_figures` adds those that apply to a simulation to a figures folder.
 """
 
 from plasticity_rl.plots.figures import (
@@ -20,6 +25,15 @@ from plasticity_rl.plots.figures import (
     render_figures,
     save_figure,
     timing_curve,
+)
+from plasticity_rl.plots.lesson import (
+    default_patient,
+    kernel_and_alpha,
+    prediction_error_step,
+    render_lesson_figures,
+    single_patient,
+    timing_grid,
+    timing_heatmap,
 )
 from plasticity_rl.plots.style import (
     DOSE_GID,
@@ -35,6 +49,7 @@ from plasticity_rl.plots.style import (
     shade_window,
     window_spans,
 )
+from plasticity_rl.plots.validation import clinician_vs_published, published_targets
 
 __all__ = [
     "DOSE_GID",
@@ -51,6 +66,15 @@ __all__ = [
     "belief_curves",
     "caption_of",
     "clinician_scores",
+    "clinician_vs_published",
+    "default_patient",
+    "kernel_and_alpha",
+    "prediction_error_step",
+    "published_targets",
+    "render_lesson_figures",
+    "single_patient",
+    "timing_grid",
+    "timing_heatmap",
     "house_style",
     "render_figures",
     "save_figure",
