@@ -30,7 +30,7 @@ def tiny_config(tmp_path: Path, **experiment) -> Path:
 
 def test_run_writes_a_complete_run_folder(tmp_path):
     cfg = tiny_config(tmp_path)
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--quiet", "--no-figures"])
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--quiet", "--no-figures", "--no-fit"])
     assert res.exit_code == 0, res.output
     (folder,) = list((tmp_path / "runs").iterdir())
     assert folder.name.startswith("flagship-")
@@ -77,7 +77,7 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
 
     monkeypatch.setattr(data, "write_tables", interrupted)
     cfg = tiny_config(tmp_path)
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-figures"])
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-figures", "--no-fit"])
     assert res.exit_code == 130
     assert "rerun the same command" in res.output
     assert list((tmp_path / "runs").iterdir()) == []  # neither a run folder nor a .partial one

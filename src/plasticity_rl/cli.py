@@ -25,10 +25,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, soft_wrap=True)
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_FIT_FAILED = 0, 1, 2, 3
 
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the output path.")]
+Chains = Annotated[int, typer.Option(min=1, help="NUTS chains.")]
+Warmup = Annotated[int, typer.Option(min=0, help="NUTS warm-up draws per chain.")]
+Draws = Annotated[int, typer.Option(min=1, help="Posterior draws per chain.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Exit with code 3 if a fit fails its diagnostics.")]
+Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler (default: a LocalCluster).")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="LocalCluster worker processes (default: one per core).")]
+
+# The model each variant is compared against by default: does the data show a window?
+FOIL = {"schema": "schema_ungated", "schema_ungated": "schema", "schema_asym": "schema",
+        "rw": "schema", "rw_asym": "rw"}
 
 
 class Reporter:
@@ -79,8 +89,24 @@ def _simulate_and_write(cfg, folder: Path, rep: Reporter, figures: bool) -> dict
     return {"sim": sim, "tables": tabs}
 
 
+def _report_fit(outcome, rep: Reporter) -> None:
+    """Say loudly when a fit fails its diagnostics (also in diagnostics.json and figure titles)."""
+    if outcome.passed:
+        if not rep.quiet:
+            err.print(f"  [green]diagnostics passed[/green] ({outcome.folder.name})")
+        return
+    err.print(f"  [red]FIT FAILED DIAGNOSTICS[/red] ({outcome.folder.name}):")
+    for f in outcome.failures:
+        err.print(f"    - {f}")
+
+
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, ConfigError):
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from plasticity_rl.inference import DataError
+
+    if isinstance(exc, DataError):
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
     if isinstance(exc, (FileExistsError, FileNotFoundError)):
@@ -104,22 +130,44 @@ def run(
     config: Annotated[Optional[Path], typer.Argument(help="Experiment config (YAML). Default: the bundled flagship trial.", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of run folders.")] = Path("runs"),
     figures: Annotated[bool, typer.Option(help="Draw the teaching figures.")] = True,
+    fit: Annotated[bool, typer.Option(help="Fit the data with the config's variant and its foil, then compare them (PSIS-LOO).")] = True,
+    chains: Chains = 4,
+    warmup: Warmup = 500,
+    draws: Draws = 500,
+    strict: Strict = False,
     quiet: Quiet = False,
 ):
-    """Simulate a trial and write a complete run folder: runs/<name>-<timestamp>/.
+    """Simulate a trial, fit it, compare models, and write a complete run folder.
 
-    The folder holds config.yaml (resolved), provenance.json (versions, git revision, seed,
-    command), data/ (tables as Parquet and CSV), figures/ (PNG and SVG) and manifest.json.
+    runs/<name>-<timestamp>/ holds config.yaml (resolved), provenance.json (versions, git
+    revision, seed, command), data/ (tables as Parquet and CSV), figures/ (PNG and SVG),
+    fit-<variant>/ for the config's variant and its foil (schema vs schema_ungated), compare/
+    (PSIS-LOO), report.html and manifest.json.
     """
     from plasticity_rl.runs import atomic_dir, unique_run_dir, write_manifest, write_run_metadata
+    from plasticity_rl.workflow import FitSettings, compare_fits, fit_to_folder
 
     rep = Reporter(quiet)
+    failed: list[str] = []
     try:
         cfg = _load(config or bundled_config_path("flagship"))
         final = unique_run_dir(out, cfg.experiment.name)
         with atomic_dir(final) as folder:
             write_run_metadata(folder, cfg)
-            _simulate_and_write(cfg, folder, rep, figures)
+            made = _simulate_and_write(cfg, folder, rep, figures)
+            if fit:
+                settings = FitSettings(chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed)
+                fits = []
+                for variant in dict.fromkeys([cfg.model.variant, FOIL.get(cfg.model.variant, "schema_ungated")]):
+                    with rep.stage(f"fit {variant} (NUTS, {chains} chains x {warmup} + {draws})"):
+                        outcome = fit_to_folder(made["tables"], cfg, variant, folder / f"fit-{variant}", settings)
+                    _report_fit(outcome, rep)
+                    failed += [f"{variant}: {f}" for f in outcome.failures]
+                    fits.append(outcome.folder)
+                with rep.stage("compare models (PSIS-LOO)"):
+                    table = compare_fits(fits, folder / "compare")
+                if not rep.quiet:
+                    err.print(table[["rank", "elpd_loo", "elpd_diff", "dse", "weight"]].round(2).to_string())
             from plasticity_rl.report import write_report
 
             write_report(folder)
@@ -129,6 +177,9 @@ def run(
     rep.done(f"[bold]run folder:[/bold] {final}")
     if quiet:
         print(final)
+    if strict and failed:
+        err.print("[red]--strict: a fit failed its diagnostics[/red]")
+        raise typer.Exit(EXIT_FIT_FAILED)
 
 
 @app.command()
@@ -221,6 +272,132 @@ def report(
         err.print(f"[bold]report:[/bold] {path}")
 
 
+@app.command("fit")
+def fit_cmd(
+    data: Annotated[Path, typer.Argument(help="A run folder, or a folder of tables (events, ema, visits, ...).", show_default=False)],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config describing the data's arms and schedule (default: DATA/config.yaml).")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Model variant (default: the config's).")] = None,
+    method: Annotated[str, typer.Option("--method", help="nuts (default), or svi: a fast APPROXIMATE variational fit.")] = "nuts",
+    chains: Chains = 4,
+    warmup: Warmup = 500,
+    draws: Draws = 500,
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Fit folder (default: DATA/fit-<variant>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the fit folder if it exists.")] = False,
+    strict: Strict = False,
+    quiet: Quiet = False,
+):
+    """Fit a trial hierarchically (NumPyro) and write posterior.nc, summary, diagnostics, contrasts and figures."""
+    from plasticity_rl.models import get_model
+    from plasticity_rl.runs import atomic_dir
+    from plasticity_rl.workflow import FitSettings, fit_to_folder, load_data_folder
+
+    rep = Reporter(quiet)
+    try:
+        if method not in ("nuts", "svi"):
+            raise ConfigError([f"--method: got {method!r}; allowed: nuts, svi"])
+        tabs, cfg = load_data_folder(data, config)
+        variant = variant or cfg.model.variant
+        try:
+            get_model(variant)
+        except ValueError as exc:
+            raise ConfigError([f"--variant: {exc}"]) from None
+        target = out or data / f"fit-{variant}"
+        settings = FitSettings(method=method, chains=chains, warmup=warmup, draws=draws, seed=seed)
+        label = "SVI, approximate" if method == "svi" else f"NUTS, {chains} chains x {warmup} + {draws}"
+        with atomic_dir(target, overwrite=force) as folder:
+            with rep.stage(f"fit {variant} ({label})"):
+                outcome = fit_to_folder(tabs, cfg, variant, folder, settings)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        _fail(exc)
+    outcome = outcome.__class__(target, outcome.variant, outcome.passed, outcome.failures, outcome.seconds)
+    _report_fit(outcome, rep)
+    rep.done(f"[bold]fit folder:[/bold] {target}")
+    if strict and not outcome.passed:
+        raise typer.Exit(EXIT_FIT_FAILED)
+
+
+@app.command()
+def compare(
+    fits: Annotated[list[Path], typer.Argument(help="Fit folders of different variants on the same data.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write loo.csv and the figure.")] = Path("compare"),
+):
+    """Compare fitted variants by PSIS-LOO (leave one patient out): ELPD differences with SE."""
+    from plasticity_rl.workflow import compare_fits
+
+    try:
+        table = compare_fits(fits, out)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        _fail(exc)
+    print(table.round(3).to_string())
+
+
+@app.command()
+def recover(
+    config: ConfigArg,
+    datasets: Annotated[int, typer.Option("--datasets", "-k", min=1, help="Simulated data sets to fit.")] = 10,
+    chains: Chains = 2,
+    warmup: Warmup = 300,
+    draws: Draws = 300,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Study folder (rerun to resume: finished fits are skipped).")] = Path("recovery"),
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    quiet: Quiet = False,
+):
+    """Parameter recovery: simulate K data sets from the config, fit each, report r, bias and 90% coverage."""
+    from plasticity_rl.recovery import recover as run_recovery
+    from plasticity_rl.workflow import FitSettings
+
+    try:
+        cfg = _load(config)
+        table, summary = run_recovery(cfg, datasets, out, FitSettings(chains=chains, warmup=warmup, draws=draws),
+                                      scheduler=scheduler, n_workers=workers, progress=not quiet)
+        table.to_csv(out / "recovery.csv", index=False)
+        summary.to_csv(out / "recovery_summary.csv", index=False)
+        from plasticity_rl.plots import recovery_scatter
+        from plasticity_rl.plots import save_figure
+
+        for level, g in table.groupby("level"):
+            save_figure(recovery_scatter(g), out / "figures", f"recovery_{level}", ("png", "svg"))
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        _fail(exc)
+    print(summary.round(3).to_string(index=False))
+
+
+@app.command()
+def sbc(
+    config: ConfigArg,
+    reps: Annotated[int, typer.Option("--reps", "-n", min=1, help="Replications (100 or more for a real check).")] = 100,
+    chains: Chains = 2,
+    warmup: Warmup = 300,
+    draws: Draws = 300,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Study folder (rerun to resume).")] = Path("sbc"),
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    quiet: Quiet = False,
+):
+    """Simulation-based calibration: rank histograms and a chi-square uniformity test per group parameter."""
+    from plasticity_rl.recovery import sbc as run_sbc
+    from plasticity_rl.workflow import FitSettings
+
+    try:
+        cfg = _load(config)
+        ranks, uniformity = run_sbc(cfg, reps, out, FitSettings(chains=chains, warmup=warmup, draws=draws),
+                                    scheduler=scheduler, n_workers=workers, progress=not quiet)
+        ranks.to_csv(out / "sbc_ranks.csv", index=False)
+        uniformity.to_csv(out / "sbc_uniformity.csv", index=False)
+        from plasticity_rl.plots import sbc_ranks
+        from plasticity_rl.plots import save_figure
+
+        save_figure(sbc_ranks(ranks), out / "figures", "sbc_ranks", ("png", "svg"))
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        _fail(exc)
+    print(uniformity.round(4).to_string(index=False))
+
+
 @app.command("configs")
 def list_configs():
     """List the configs bundled with the package."""
@@ -245,6 +422,11 @@ def enable_compilation_cache() -> None:
 
 
 def main() -> None:
+    # One host device per NUTS chain, set before JAX starts its backend, so chains run in
+    # parallel instead of (silently) one after another.
+    import numpyro
+
+    numpyro.set_host_device_count(4)
     enable_compilation_cache()
     try:
         app(standalone_mode=True)

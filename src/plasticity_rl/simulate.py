@@ -234,14 +234,23 @@ def beliefs_at_step_start(traj_V: np.ndarray, V0: np.ndarray, steps: np.ndarray)
     return padded[:, steps]
 
 
-def simulate(cfg: Config) -> Simulation:
-    """Simulate the cohort a config describes. Same config and seed, same arrays."""
+def simulate(cfg: Config, override: dict | None = None) -> Simulation:
+    """Simulate the cohort a config describes. Same config and seed, same arrays.
+
+    ``override`` (parameter name -> one value per patient, or a scalar) replaces drawn or
+    configured parameters, e.g. for simulation-based calibration, where they come from the
+    fit's prior.
+    """
     model = get_model(cfg.model.variant)
     sch = build_schedules(cfg)
     inputs = arm_inputs(cfg, sch)
     arm_index = arm_of_patients(cfg)
     N, seed = arm_index.shape[0], cfg.experiment.seed
     params = sample_params(stream_key(seed, "params"), cfg, model, N)
+    for name, value in (override or {}).items():
+        if name not in params:
+            raise ValueError(f"unknown parameter {name!r} for {model.name}; allowed: {sorted(params)}")
+        params[name] = jnp.broadcast_to(jnp.asarray(value, jnp.float32), (N,))
     env = cfg.environment
     exp = sample_experiences(
         stream_key(seed, "everyday"),

@@ -26,6 +26,15 @@ from plasticity_rl.plots.figures import (
     save_figure,
     timing_curve,
 )
+from plasticity_rl.plots.inference import (
+    contrast_forest,
+    figure_title,
+    loo_comparison,
+    posterior_belief_curves,
+    recovery_scatter,
+    sbc_ranks,
+    window_posterior,
+)
 from plasticity_rl.plots.lesson import (
     default_patient,
     kernel_and_alpha,
@@ -46,6 +55,7 @@ from plasticity_rl.plots.style import (
     attach_caption,
     caption_of,
     house_style,
+    shade_spans,
     shade_window,
     window_spans,
 )
@@ -81,4 +91,13 @@ __all__ = [
     "shade_window",
     "timing_curve",
     "window_spans",
+    # fit results (plasticity_rl.plots.inference)
+    "contrast_forest",
+    "figure_title",
+    "loo_comparison",
+    "posterior_belief_curves",
+    "recovery_scatter",
+    "sbc_ranks",
+    "shade_spans",
+    "window_posterior",
 ]

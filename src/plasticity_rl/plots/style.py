@@ -193,6 +193,30 @@ def _dose_schedules(sim: Simulation, idx: list[int]):
     return active, placebo
 
 
+def shade_spans(
+    ax: Axes,
+    spans: Sequence[tuple[float, float]],
+    *,
+    origin: float = 0.0,
+    frac: float = WINDOW_FRACTION,
+    label: str | None = None,
+) -> list[tuple[object, str]]:
+    """Shade given (start, end) spans in days the way :func:`shade_window` shades the window.
+
+    Pale yellow spans (gid ``"plasticity_window"``) at x = day - ``origin``; for spans that do
+    not come from a :class:`Simulation` (e.g. a fit's window). ``label`` replaces the default
+    legend text ("plasticity window (drive ≥ 50% of peak)"). Returns the (handle, label) legend
+    pair, or nothing when there are no spans.
+    """
+    spans = [(float(a), float(b)) for a, b in spans]
+    text = label or f"plasticity window (drive ≥ {frac:.0%} of peak)"
+    first = label or f"plasticity window (drive >= {frac:.0%} of peak)"
+    for k, (a, b) in enumerate(spans):
+        ax.axvspan(a - origin, b - origin, color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0, zorder=0,
+                   gid=WINDOW_GID, label="_" + WINDOW_GID if k else first)
+    return [(Patch(color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0), text)] if spans else []
+
+
 def shade_window(
     ax: Axes,
     sim: Simulation,
@@ -231,12 +255,7 @@ def shade_window(
         inside = lambda x: (np.asarray(x) >= lo_x) & (np.asarray(x) <= hi_x)  # noqa: E731
 
     spans = window_spans(sim, [names[i] for i in idx], frac)
-    for k, (a, b) in enumerate(spans):
-        ax.axvspan(a - origin, b - origin, color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0, zorder=0,
-                   gid=WINDOW_GID, label="_" + WINDOW_GID if k else f"plasticity window (drive >= {frac:.0%} of peak)")
-    if spans:
-        legend.append((Patch(color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0),
-                       f"plasticity window (drive ≥ {frac:.0%} of peak)"))
+    legend += shade_spans(ax, spans, origin=origin, frac=frac)
 
     top = blended_transform_factory(ax.transData, ax.transAxes)
     rows = 0

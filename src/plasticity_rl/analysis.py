@@ -1,0 +1,134 @@
+"""What a fit says: belief-curve contrasts between arms, synergy, and the plasticity window.
+
+Everything here reads an ArviZ InferenceData written by :func:`plasticity_rl.inference.fit`:
+``posterior_predictive.V_arm`` / ``S_arm`` (draw x arm x day, the arm's mean belief at the start
+of each day) and the posterior of the group parameters. Tables are tidy pandas frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from plasticity_rl.config import Config
+
+HDI_PROB = 0.94
+
+
+def _draws(da) -> np.ndarray:
+    """(chain, draw, ...) -> (chain * draw, ...)."""
+    v = np.asarray(da)
+    return v.reshape((-1,) + v.shape[2:])
+
+
+def _hdi(x: np.ndarray, prob: float = HDI_PROB) -> tuple[float, float]:
+    lo, hi = az.hdi(np.asarray(x, np.float64), hdi_prob=prob)
+    return float(lo), float(hi)
+
+
+def _hdi_each(draws: np.ndarray, prob: float = HDI_PROB) -> tuple[np.ndarray, np.ndarray]:
+    """HDI of every trailing element of (draws, ...) -> (low, high), each shaped like draws[0]."""
+    out = az.hdi(np.asarray(draws, np.float64)[None], hdi_prob=prob)  # (1, n, ...) = (chain, draw, ...)
+    return out[..., 0], out[..., 1]
+
+
+def _summary_row(x: np.ndarray) -> dict:
+    lo, hi = _hdi(x)
+    return {"mean": float(np.mean(x)), "sd": float(np.std(x)), f"hdi_{HDI_PROB:.0%}_low": lo,
+            f"hdi_{HDI_PROB:.0%}_high": hi, "p_gt_0": float(np.mean(x > 0))}
+
+
+def default_contrast_days(cfg: Config) -> list[int]:
+    """End of the first therapy block given with ketamine, day 28, and the last day."""
+    days = cfg.experiment.days
+    ends = [
+        max(t for s in arm.sessions for t in s.times_days())
+        for arm in cfg.all_arms()
+        if arm.sessions and any(d.amount > 0 for d in arm.doses)
+    ]
+    picks = ([int(np.ceil(min(ends)))] if ends else []) + [28, days]
+    return sorted({d for d in picks if 0 <= d <= days})
+
+
+def arm_curves(idata: az.InferenceData) -> pd.DataFrame:
+    """Posterior mean and 94% HDI of each arm's mean V(t) and S(t), one row per arm x day."""
+    pp = idata.posterior_predictive
+    rows = []
+    for belief in ("V", "S"):
+        draws = _draws(pp[f"{belief}_arm"])  # (n, arm, time)
+        lo, hi = _hdi_each(draws)
+        for a, arm in enumerate(pp["arm"].values):
+            for t, day in enumerate(pp["time"].values):
+                rows.append({"belief": belief, "arm": str(arm), "day": float(day),
+                             "mean": float(draws[:, a, t].mean()), "hdi_low": float(lo[a, t]),
+                             "hdi_high": float(hi[a, t])})
+    return pd.DataFrame(rows)
+
+
+def belief_contrasts(idata: az.InferenceData, days: list[int], pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Posterior of arm_a - arm_b in mean V and S at the given days: mean, HDI, P(diff > 0)."""
+    pp = idata.posterior_predictive
+    arms = [str(a) for a in pp["arm"].values]
+    times = list(pp["time"].values)
+    # Default: every pair, later arm first (the config lists controls first: "ketamine - placebo").
+    pairs = pairs or [(b, a) for a, b in itertools.combinations(arms, 2)]
+    rows = []
+    for belief in ("V", "S"):
+        draws = _draws(pp[f"{belief}_arm"])
+        for a, b in pairs:
+            for day in days:
+                t = times.index(min(times, key=lambda x: abs(x - day)))
+                diff = draws[:, arms.index(a), t] - draws[:, arms.index(b), t]
+                rows.append({"belief": belief, "arm_a": a, "arm_b": b, "day": float(times[t]), **_summary_row(diff)})
+    return pd.DataFrame(rows)
+
+
+# Flagship roles: the 2 x 2 factorial of infusion x in-window CBT.
+SYNERGY_ROLES = {"placebo": "placebo", "ketamine": "ketamine", "therapy": "cbt_alone",
+                 "combination": "ketamine_cbt_window"}
+
+
+def synergy(idata: az.InferenceData, day: float, roles: dict[str, str] | None = None) -> pd.DataFrame:
+    """Ketamine x in-window therapy interaction at ``day``:
+    (combination - ketamine) - (therapy - placebo), for V and S. Empty if an arm is missing."""
+    roles = roles or SYNERGY_ROLES
+    pp = idata.posterior_predictive
+    arms = [str(a) for a in pp["arm"].values]
+    if not all(r in arms for r in roles.values()):
+        return pd.DataFrame()
+    times = list(pp["time"].values)
+    t = times.index(min(times, key=lambda x: abs(x - day)))
+    rows = []
+    for belief in ("V", "S"):
+        d = _draws(pp[f"{belief}_arm"])[:, :, t]
+        col = {k: d[:, arms.index(v)] for k, v in roles.items()}
+        inter = (col["combination"] - col["ketamine"]) - (col["therapy"] - col["placebo"])
+        rows.append({"belief": belief, "day": float(times[t]), "contrast":
+                     f"({roles['combination']} - {roles['ketamine']}) - ({roles['therapy']} - {roles['placebo']})",
+                     **_summary_row(inter)})
+    return pd.DataFrame(rows)
+
+
+def window_curve(idata: az.InferenceData, steps_per_day: int) -> pd.DataFrame:
+    """alpha(t) per arm at the population-mean parameters, posterior mean and 94% HDI.
+
+    alpha_j = (1 - gate_j) sigmoid(mu_logit_alpha0 + mu_A g(k_j)) (alpha+ in asymmetric
+    variants), from the fitted group means and the arm's plasticity drive and gate.
+    """
+    post, const = idata.posterior, idata.constant_data
+    a0 = "mu_logit_alpha0" if "mu_logit_alpha0" in post else "mu_logit_alpha0_pos"
+    boost = "mu_A" if "mu_A" in post else "mu_A_pos"
+    la0, A = _draws(post[a0]), _draws(post[boost])
+    g_k, gate = np.asarray(const["g_k"]), np.asarray(const["gate"])  # (arm, step)
+    arms = [str(a) for a in const["arm"].values] if "arm" in const.coords else [str(a) for a in post["arm"].values]
+    rows = []
+    for i, arm in enumerate(arms):
+        alpha = (1 - gate[i])[None, :] / (1 + np.exp(-(la0[:, None] + A[:, None] * g_k[i][None, :])))
+        lo, hi = _hdi_each(alpha)
+        for j in range(g_k.shape[1]):
+            rows.append({"arm": arm, "step": j, "day": j / steps_per_day, "alpha_mean": float(alpha[:, j].mean()),
+                         "hdi_low": float(lo[j]), "hdi_high": float(hi[j])})
+    return pd.DataFrame(rows)

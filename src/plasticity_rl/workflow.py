@@ -1,0 +1,172 @@
+"""Fit, compare and report: the steps the CLI chains, as plain functions writing folders.
+
+A fit folder holds ``posterior.nc`` (ArviZ InferenceData), ``summary.csv`` (group parameters),
+``diagnostics.json`` (R-hat, ESS, divergences, E-BFMI and whether the fit passed),
+``arm_curves.csv``, ``contrasts.csv``, ``synergy.csv``, ``window.csv`` and ``figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from plasticity_rl.analysis import arm_curves, belief_contrasts, default_contrast_days, synergy, window_curve
+from plasticity_rl.config import Config, load_config
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    method: str = "nuts"
+    chains: int = 4
+    warmup: int = 500
+    draws: int = 500
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    folder: Path
+    variant: str
+    passed: bool
+    failures: list[str]
+    seconds: float
+
+
+def load_data_folder(data: Path, config: Path | None = None):
+    """Tables and config of a run folder (or a folder of CSV/Parquet tables plus --config)."""
+    from plasticity_rl.config import ConfigError
+    from plasticity_rl.data import read_tables
+
+    data = Path(data)
+    if not data.is_dir():
+        raise FileNotFoundError(f"no such data folder: {data}")
+    cfg_path = config or (data / "config.yaml")
+    if not Path(cfg_path).is_file():
+        raise ConfigError([f"{data} has no config.yaml; pass --config describing its arms and schedule"])
+    tabs = read_tables(data)
+    if not tabs:
+        raise FileNotFoundError(f"{data} holds no tables (events.csv, ema.csv, ... or data/ of a run folder)")
+    return tabs, load_config(cfg_path)
+
+
+def flag_text(failures: list[str]) -> str | None:
+    if not failures:
+        return None
+    return "FIT FAILED DIAGNOSTICS: " + "; ".join(failures[:2]) + (" ..." if len(failures) > 2 else "")
+
+
+def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSettings, progress: bool = False) -> FitOutcome:
+    """Fit ``variant`` and write its fit folder contents into ``out`` (the caller makes it atomic)."""
+    import time
+
+    from plasticity_rl.inference import diagnose, fit
+
+    t0 = time.perf_counter()
+    idata = fit(tabs, cfg, variant=variant, method=settings.method, chains=settings.chains,
+                warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    idata.to_netcdf(str(out / "posterior.nc"))
+    diag = diagnose(idata)
+    names = [n for n in diag.table.index]
+    az.summary(idata, var_names=names, hdi_prob=0.94).to_csv(out / "summary.csv")
+    diag_json = {
+        "variant": variant, "method": settings.method, "passed": bool(diag.passed),
+        "failures": diag.failures, "notes": diag.notes,
+        "divergences": diag.divergences,
+        "e_bfmi": None if diag.bfmi is None else [float(b) for b in diag.bfmi],
+        "thresholds": diag.thresholds.__dict__,
+        "parameters": diag.table.reset_index().to_dict(orient="records"),
+        "sampling_seconds": float(idata.posterior.attrs.get("sampling_seconds", np.nan)),
+    }
+    (out / "diagnostics.json").write_text(json.dumps(diag_json, indent=2, default=float) + "\n")
+    curves = arm_curves(idata)
+    curves.to_csv(out / "arm_curves.csv", index=False)
+    contrasts = belief_contrasts(idata, default_contrast_days(cfg))
+    contrasts.to_csv(out / "contrasts.csv", index=False)
+    syn = synergy(idata, cfg.experiment.days)
+    syn.to_csv(out / "synergy.csv", index=False)
+    window = window_curve(idata, cfg.experiment.steps_per_day)
+    window.to_csv(out / "window.csv", index=False)
+    draw_fit_figures(cfg, curves, contrasts, window, out / "figures", flag_text(diag.failures))
+    return FitOutcome(out, variant, bool(diag.passed), diag.failures, time.perf_counter() - t0)
+
+
+def window_spans_of(window: pd.DataFrame, frac: float = 0.5) -> list[tuple[float, float]]:
+    """Days where the posterior-mean alpha(t) of any arm rises above baseline by ``frac`` of its peak rise."""
+    spans = []
+    for _, g in window.groupby("arm"):
+        a = g["alpha_mean"].to_numpy()
+        rise = a - np.median(a)
+        if rise.max() <= 0:
+            continue
+        on = rise >= frac * rise.max()
+        days = g["day"].to_numpy()
+        idx = np.flatnonzero(on)
+        spans.append((float(days[idx[0]]), float(days[idx[-1]])))
+    return sorted(set(spans))
+
+
+def draw_fit_figures(cfg: Config, curves, contrasts, window, folder: Path, note: str | None) -> list[Path]:
+    from plasticity_rl.plots import contrast_forest, posterior_belief_curves, window_posterior
+    from plasticity_rl.plots import save_figure
+
+    labels = {a.name: a.label or a.name for a in cfg.all_arms()}
+    figs = {
+        "posterior_belief_curves": posterior_belief_curves(curves, arm_labels=labels, window=window_spans_of(window), title_note=note),
+        "contrast_forest": contrast_forest(contrasts, title_note=note),
+        "window_posterior": window_posterior(window, arm_labels=labels, title_note=note),
+    }
+    paths = []
+    for name, fig in figs.items():
+        paths += save_figure(fig, folder, name, ("png", "svg"))
+    _append_captions(folder, figs)
+    return paths
+
+
+def _append_captions(folder: Path, figs: dict) -> None:
+    from plasticity_rl.plots.style import caption_of
+
+    lines = [f"## {name}\n\n{caption_of(fig)}\n" for name, fig in figs.items()]
+    path = folder / "captions.md"
+    old = path.read_text() if path.is_file() else ""
+    path.write_text(old + "\n".join(lines))
+
+
+def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
+    """PSIS-LOO comparison (leave one patient out) of fits of different variants on the same data."""
+    from plasticity_rl.plots import loo_comparison
+    from plasticity_rl.plots import save_figure
+
+    idatas = {}
+    for d in fit_dirs:
+        path = Path(d) / "posterior.nc"
+        if not path.is_file():
+            raise FileNotFoundError(f"{d} is not a fit folder (no posterior.nc)")
+        idata = az.from_netcdf(str(path))
+        name = str(idata.posterior.attrs.get("variant", Path(d).name))
+        idatas[name] = idata
+    sizes = {k: v.log_likelihood["obs"].sizes["patient"] for k, v in idatas.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"fits are not of the same data (patients per fit: {sizes})")
+    if len(idatas) < 2:
+        raise ValueError("compare needs fits of at least two different variants")
+    table = az.compare(idatas, ic="loo", var_name="obs")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "loo.csv", index_label="model")
+    pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
+    (out / "loo_pareto_k.json").write_text(json.dumps(pareto, indent=2) + "\n")
+    fig = loo_comparison(table)
+    save_figure(fig, out / "figures", "loo_comparison", ("png", "svg"))
+    _append_captions(out / "figures", {"loo_comparison": fig})
+    return table
+
+
+def _pareto_k_bad(idata) -> dict:
+    loo = az.loo(idata, var_name="obs", pointwise=True)
+    k = np.asarray(loo.pareto_k)
+    return {"k_max": float(k.max()), "n_above_0.7": int((k > 0.7).sum()), "n_patients": int(k.size)}
