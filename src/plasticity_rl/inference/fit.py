@@ -1,0 +1,284 @@
+"""Fit a belief variant to a trial: NUTS (default) or SVI, returning ArviZ InferenceData.
+
+Chains. NumPyro's ``chain_method="parallel"`` needs one JAX device per chain; with fewer it
+silently runs the chains one after another. Host devices can only be added (with
+``numpyro.set_host_device_count``) before JAX initialises its backend, which a library cannot
+guarantee, so ``chain_method="auto"`` picks ``"parallel"`` when there are enough devices and
+``"vectorized"`` otherwise: the chains then run as one batched program (one vmap over chains)
+on whatever cores XLA uses, instead of sequentially. A CLI that wants true parallel chains calls
+``numpyro.set_host_device_count(n)`` first thing. The choice made is in ``idata.attrs``.
+
+Groups of the returned InferenceData:
+
+- ``posterior``: group means ``mu_*``, between-patient SDs ``tau_*``, z-scores ``z_*`` and the
+  per-patient parameters (dim ``patient``), group parameters, ``phi``, ``sigma_*``;
+- ``sample_stats`` (NUTS): diverging, energy, lp, n_steps, tree_depth, acceptance_rate, step_size;
+- ``log_likelihood``: ``obs`` (dim ``patient``): each patient's summed log-likelihood, the unit of
+  PSIS-LOO (leave one patient out);
+- ``posterior_predictive``: ``V_arm`` and ``S_arm`` (dims ``arm``, ``time``): per draw, the mean over
+  an arm's patients of their beliefs at the start of each day (time 0 .. days), given the
+  outcomes they experienced;
+- ``observed_data``: ``ema`` (patient, day) and ``visits`` (patient, visit), NaN where missing;
+- ``constant_data``: everything conditioned on (outcomes, schedules, plasticity inputs, D, E).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Literal
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
+from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+
+from plasticity_rl.config import Config, config_to_yaml
+from plasticity_rl.inference.model import (
+    ModelSpec,
+    build,
+    cohort_trajectories,
+    init_values,
+    patient_log_lik,
+)
+from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
+
+Method = Literal["nuts", "svi"]
+ChainMethod = Literal["auto", "parallel", "vectorized", "sequential"]
+Guide = Literal["normal", "mvn"]
+
+_STATS = {  # numpyro extra field -> arviz sample_stats name
+    "diverging": "diverging",
+    "energy": "energy",
+    "potential_energy": "lp",
+    "num_steps": "n_steps",
+    "accept_prob": "acceptance_rate",
+    "adapt_state.step_size": "step_size",
+}
+
+
+def resolve_chain_method(chains: int, chain_method: ChainMethod = "auto") -> str:
+    """``auto``: parallel if JAX has a device per chain, else vectorized (never silently sequential)."""
+    if chain_method not in ("auto", "parallel", "vectorized", "sequential"):
+        raise ValueError(f"chain_method {chain_method!r}; allowed: auto, parallel, vectorized, sequential")
+    if chain_method != "auto":
+        return chain_method
+    if chains <= 1:
+        return "sequential"
+    return "parallel" if jax.local_device_count() >= chains else "vectorized"
+
+
+# ----------------------------------------------------------------------------- derived per draw
+
+
+def patient_values(spec: ModelSpec, samples: dict) -> dict:
+    """Per-patient parameters mu + tau z from the sampled sites (any leading draw shape)."""
+    out = {}
+    for name in spec.belief_model.patient_params:
+        mu, tau, z = samples[f"mu_{name}"], samples[f"tau_{name}"], samples[f"z_{name}"]
+        out[name] = mu[..., None] + tau[..., None] * z
+    return out
+
+
+def _theta_keys(spec: ModelSpec) -> list[str]:
+    keys = list(spec.belief_model.patient_params) + list(spec.belief_model.group_params)
+    if spec.has_ema:
+        keys.append("phi")
+    if spec.has_visits:
+        keys += ["sigma_baseline", "sigma_treated"]
+    return keys
+
+
+def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):
+    """One draw's per-patient log-likelihood (N,) and arm-mean V, S at the start of each day."""
+    traj = cohort_trajectories(spec, theta, x)
+    ll = patient_log_lik(spec, theta, x, traj)
+    tr, V0 = traj
+    S0 = jax.nn.sigmoid(theta["logit_S0"]) if spec.belief_model.has_schema else V0
+    day_steps = jnp.arange(0, tr.V.shape[1] + 1, steps_per_day)
+    V = jnp.concatenate([V0[:, None], tr.V], axis=1)[:, day_steps]
+    S = jnp.concatenate([S0[:, None], tr.S], axis=1)[:, day_steps]
+    onehot = jax.nn.one_hot(x.arm_index, n_arms, dtype=V.dtype).T  # (arms, N)
+    weights = onehot / jnp.maximum(onehot.sum(axis=1, keepdims=True), 1.0)
+    return ll, weights @ V, weights @ S
+
+
+def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, batch: int = 64):
+    """draw_outputs over flattened draws (leading axis), in batches to bound memory."""
+    fn = jax.jit(lambda th: draw_outputs(spec, x, th, n_arms, steps_per_day))
+    return jax.lax.map(fn, theta, batch_size=batch)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+def _run_nuts(model, x, init, chains, warmup, draws, seed, progress, chain_method, target_accept,
+              max_tree_depth):
+    kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
+                  init_strategy=init_to_value(values=init))
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method=chain_method, progress_bar=progress)
+    mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS))
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {_STATS[k]: np.asarray(v) for k, v in extra.items()}
+    stats["lp"] = -stats["lp"]  # arviz: lp is the log density, numpyro stores the potential
+    stats["tree_depth"] = np.floor(np.log2(np.maximum(stats["n_steps"], 1))).astype(np.int64) + 1
+    return samples, stats, {}
+
+
+def _run_svi(model, x, init, draws_total, seed, progress, steps, guide_kind, learning_rate):
+    guide_cls = {"normal": AutoNormal, "mvn": AutoMultivariateNormal}[guide_kind]
+    guide = guide_cls(model, init_loc_fn=init_to_value(values=init))
+    optim = numpyro.optim.ClippedAdam(step_size=learning_rate)
+    svi = SVI(model, guide, optim, Trace_ELBO())
+    k_fit, k_draw = jax.random.split(jax.random.key(seed))
+    result = svi.run(k_fit, steps, x, progress_bar=progress)
+    latent = guide.sample_posterior(k_draw, result.params, x, sample_shape=(draws_total,))
+    samples = {k: np.asarray(v)[None] for k, v in latent.items()}  # one "chain"
+    losses = np.asarray(result.losses, np.float64)
+    thin = max(1, losses.shape[0] // 200)
+    info = {
+        "svi_guide": guide_cls.__name__,
+        "svi_steps": int(steps),
+        "svi_learning_rate": float(learning_rate),
+        "svi_final_loss": float(np.mean(losses[-max(1, steps // 10):])),
+        "svi_loss_trace": losses[::thin],
+    }
+    return samples, None, info
+
+
+# ----------------------------------------------------------------------------- InferenceData
+
+
+def _idata(data: FitData, spec: ModelSpec, x: ModelInputs, samples, stats, derived_out, attrs):
+    ll, V_arm, S_arm = derived_out
+    coords = {
+        "patient": np.asarray(data.patient_ids),
+        "arm": list(data.arm_names),
+        "day": np.arange(data.days),
+        "visit": np.arange(data.visit_score.shape[1]),
+        "step": np.arange(data.n_steps),
+        "corrective_slot": np.arange(data.corrective.shape[2]),
+        "time": np.arange(data.days + 1, dtype=np.float64),
+    }
+    dims = {}
+    posterior = {}
+    for name, value in samples.items():
+        posterior[name] = value
+        if name.startswith("z_"):
+            dims[name] = ["patient"]
+    for name, value in patient_values(spec, samples).items():
+        posterior[name] = value
+        dims[name] = ["patient"]
+    dims.update({"obs": ["patient"], "V_arm": ["arm", "time"], "S_arm": ["arm", "time"]})
+    observed = {"ema": data.ema, "visits": data.visit_score}
+    dims.update({"ema": ["patient", "day"], "visits": ["patient", "visit"]})
+    constant = {
+        "arm_index": data.arm_index,
+        "everyday": data.everyday.astype(np.int8),
+        "n_corr": data.n_corr,
+        "corrective": data.corrective.astype(np.int8),
+        "g_k": np.asarray(data.arm.g_k),
+        "gate": np.asarray(data.arm.gate),
+        "visit_day": data.visit_day,
+        "visit_step": data.visit_step,
+        "visit_D": data.visit_D,
+        "visit_E": data.visit_E,
+        "visit_treated": data.visit_treated.astype(np.int8),
+    }
+    dims.update({
+        "arm_index": ["patient"], "everyday": ["patient", "step"], "n_corr": ["patient", "step"],
+        "corrective": ["patient", "step", "corrective_slot"], "g_k": ["arm", "step"],
+        "gate": ["arm", "step"], **{k: ["patient", "visit"] for k in
+                                    ("visit_day", "visit_step", "visit_D", "visit_E", "visit_treated")},
+    })
+    idata = az.from_dict(
+        posterior=posterior,
+        sample_stats=stats,
+        log_likelihood={"obs": ll},
+        posterior_predictive={"V_arm": V_arm, "S_arm": S_arm},
+        observed_data=observed,
+        constant_data=constant,
+        coords=coords,
+        dims=dims,
+    )
+    idata.posterior_predictive["time"].attrs["units"] = "days (beliefs at the start of each day)"
+    scalars = {k: v for k, v in attrs.items() if not isinstance(v, np.ndarray)}
+    for group in idata.groups():
+        idata[group].attrs.update(attrs if group == "posterior" else scalars)
+    return idata
+
+
+def fit(
+    data,
+    cfg: Config | None = None,
+    variant: str | None = None,
+    method: Method = "nuts",
+    chains: int = 4,
+    warmup: int = 500,
+    draws: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+    *,
+    chain_method: ChainMethod = "auto",
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    svi_steps: int = 5000,
+    svi_guide: Guide = "normal",
+    svi_learning_rate: float = 0.01,
+) -> az.InferenceData:
+    """Fit ``variant`` (default: the data's) to ``data`` (Simulation, tables dict + ``cfg``, FitData).
+
+    ``method="svi"`` is an approximation (mean-field ``AutoNormal`` or full-rank
+    ``AutoMultivariateNormal``); its InferenceData says so in ``attrs["approximate"]`` and holds
+    ``chains * draws`` guide draws as one chain, with no sample_stats.
+    """
+    if method not in ("nuts", "svi"):
+        raise ValueError(f"method {method!r}; allowed: 'nuts' (default) or 'svi' (approximate)")
+    for name, value, low in (("chains", chains, 1), ("warmup", warmup, 0), ("draws", draws, 1)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    fd = prepare(data, cfg, variant)
+    model, spec, x = build(fd)
+    init = init_values(spec, fd.n_patients)
+    attrs = {
+        "created_by": "plasticity_rl",
+        "inference_library": "numpyro",
+        "inference_library_version": numpyro.__version__,
+        "variant": spec.variant,
+        "method": method,
+        "seed": int(seed),
+        "n_patients": fd.n_patients,
+        "config_yaml": config_to_yaml(fd.config),
+    }
+    t0 = time.perf_counter()
+    if method == "nuts":
+        cm = resolve_chain_method(chains, chain_method)
+        samples, stats, info = _run_nuts(model, x, init, chains, warmup, draws, seed, progress, cm,
+                                         target_accept, max_tree_depth)
+        attrs.update({"approximate": "no", "chains": chains, "warmup": warmup, "draws": draws,
+                      "chain_method": cm, "target_accept": target_accept,
+                      "max_tree_depth": max_tree_depth})
+    else:
+        samples, stats, info = _run_svi(model, x, init, chains * draws, seed, progress, svi_steps,
+                                        svi_guide, svi_learning_rate)
+        attrs.update({"approximate": "yes: variational (SVI) fit; posterior spread is typically "
+                      "underestimated and no MCMC diagnostics apply. Use method='nuts' for results.",
+                      "draws": chains * draws})
+    attrs["sampling_seconds"] = round(time.perf_counter() - t0, 3)
+    attrs.update(info)
+
+    keys = _theta_keys(spec)
+    flat = {k: v for k, v in samples.items()}
+    flat.update(patient_values(spec, samples))
+    lead = next(iter(samples.values())).shape[:2]
+    theta = {k: jnp.asarray(flat[k].reshape((math.prod(lead),) + flat[k].shape[2:])) for k in keys}
+    t1 = time.perf_counter()
+    out = derived(spec, x, theta, len(fd.arm_names), fd.steps_per_day)
+    out = tuple(np.asarray(o).reshape(lead + o.shape[1:]) for o in out)
+    attrs["derived_seconds"] = round(time.perf_counter() - t1, 3)
+    return _idata(fd, spec, x, samples, stats, out, attrs)

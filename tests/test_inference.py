@@ -1,0 +1,232 @@
+"""Inference core: likelihood oracle, table validation, a small recovery fit, diagnostics.
+
+Kept fast: one tiny cohort (3 arms x 6 patients x 14 days at 4 steps a day), one shared
+recovery fit, one deliberately bad fit.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from numpyro.infer.util import log_density
+from scipy import stats
+
+from plasticity_rl import data as tabular
+from plasticity_rl.config import bundled_config_path, config_from_dict
+from plasticity_rl.inference import (
+    DataError,
+    build,
+    diagnose,
+    fit,
+    from_simulation,
+    from_tables,
+    patient_log_lik,
+    true_theta,
+)
+from plasticity_rl.inference.model import ModelSpec, init_values
+from plasticity_rl.simulate import first_treatment_hours, simulate
+
+GROUP_MEANS = ("logit_alpha0", "A", "logit_S0")
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    raw = yaml.safe_load(bundled_config_path("flagship").read_text())
+    raw["experiment"].update(days=14, steps_per_day=4, patients_per_arm=6, seed=7)
+    raw["arms"] = [a for a in raw["arms"] if a["name"] in ("placebo", "ketamine", "ketamine_cbt_window")]
+    raw["observations"]["visits"]["days"] = [0, 6.9, 7.5, 8, 9, 10, 14]
+    raw["observations"]["ema"]["missing_rate"] = 0.15
+    raw["observations"]["visits"]["missing_rate"] = 0.15
+    return config_from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def sim(cfg):
+    return simulate(cfg)
+
+
+@pytest.fixture(scope="module")
+def tables(sim):
+    return tabular.tables(sim)
+
+
+@pytest.fixture(scope="module")
+def good_fit(sim):
+    return fit(sim, chains=2, warmup=150, draws=150, seed=3)
+
+
+# ----------------------------------------------------------------------------- likelihood oracle
+
+
+def oracle_log_lik(sim) -> np.ndarray:
+    """Per-patient log-likelihood from the simulator's own trajectories, with scipy."""
+    cfg = sim.config
+    spd = cfg.experiment.steps_per_day
+    V_end = sim.trajectory.V[:, spd - 1 :: spd].astype(np.float64)
+    y = sim.ema.astype(np.float64)
+    phi = cfg.observations.ema.phi
+    lp_ema = stats.beta.logpdf(np.nan_to_num(y, nan=0.5), V_end * phi, (1 - V_end) * phi)
+    ema = np.where(np.isnan(y), 0.0, lp_ema)
+    v = cfg.observations.visits
+    hours = sim.visit_steps * sim.schedules.step_hours
+    treated = hours[None, :] >= first_treatment_hours(sim.schedules)[sim.arm_index][:, None]
+    sd = np.where(treated, v.noise_sd_treated, v.noise_sd_baseline)
+    mean, score = sim.visit_expected, sim.visits
+    lp = stats.norm.logpdf(score, mean, sd)
+    lp = np.where(score <= 0.0, stats.norm.logcdf(0.0, mean, sd), lp)
+    lp = np.where(score >= 60.0, stats.norm.logsf(60.0, mean, sd), lp)
+    visits = np.where(np.isnan(score), 0.0, lp)
+    return ema.sum(axis=1) + visits.sum(axis=1)
+
+
+def test_log_lik_at_truth_matches_independent_oracle(sim):
+    assert np.isnan(sim.ema).any() and np.isnan(sim.visits).any()  # missing ratings are exercised
+    fd = from_simulation(sim)
+    spec = ModelSpec.from_data(fd)
+    log_lik = jax.jit(patient_log_lik, static_argnums=0)
+    ours = np.asarray(log_lik(spec, true_theta(fd, sim.params), fd.inputs()))
+    expected = oracle_log_lik(sim)
+    assert ours.shape == (sim.n_patients,)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=2e-3)
+
+
+def test_tables_give_the_same_inputs_as_the_simulation(sim, tables, cfg):
+    a, b = from_simulation(sim), from_tables(tables, cfg)
+    for name in ("arm_index", "everyday", "corrective", "n_corr", "ema", "visit_score", "visit_step",
+                 "visit_D", "visit_E", "visit_treated"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), err_msg=name)
+    # ... and a CSV round trip (types come back as plain ints/floats/strings)
+    csv = {k: pd.read_csv(pd.io.common.StringIO(df.to_csv(index=False))) for k, df in tables.items()}
+    c = from_tables(csv, cfg)
+    np.testing.assert_allclose(a.ema, c.ema, rtol=1e-6)
+    np.testing.assert_array_equal(a.n_corr, c.n_corr)
+
+
+@pytest.mark.parametrize("variant", ["rw", "schema_ungated", "schema_asym"])  # schema: the fits below
+def test_every_variant_has_a_finite_log_density_and_gradient(sim, variant):
+    # The cohort has missing ratings (asserted above): masked terms must not poison gradients.
+    model, spec, x = build(from_simulation(sim), variant)
+    init = init_values(spec, sim.n_patients)
+    density = jax.jit(jax.value_and_grad(lambda v: log_density(model, (x,), {}, v)[0]))
+    value, grads = density(init)
+    assert np.isfinite(float(value))
+    assert set(grads) == set(init)  # every parameter of the variant is sampled
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads.values())
+    if variant == "schema_ungated":
+        assert "alpha_T" in grads
+
+
+# ----------------------------------------------------------------------------- table validation
+
+
+def _broken(tables, table, change):
+    out = {k: v.copy() for k, v in tables.items()}
+    out[table] = change(out[table].copy())
+    return out
+
+
+def _set(df, mask_fn, column, value):
+    df.loc[mask_fn(df), column] = value
+    return df
+
+
+def everyday_p1_s5(df):
+    return (df["patient"] == 1) & (df["step"] == 5) & (df["kind"] == "everyday")
+
+
+@pytest.mark.parametrize(
+    "table, change, words",
+    [
+        ("events", lambda df: df.drop(columns=["outcome"]), ["events", "missing column", "outcome"]),
+        ("events", lambda df: _set(df, everyday_p1_s5, "outcome", 2), ["out of range", "patient 1 step 5"]),
+        ("events", lambda df: _set(df.astype({"outcome": float}), everyday_p1_s5, "outcome", np.nan),
+         ["outcome missing", "patient 1 step 5"]),
+        ("events", lambda df: df[~everyday_p1_s5(df)], ["everyday outcome missing", "patient 1 step 5"]),
+        ("events", lambda df: _set(df, lambda d: d["patient"] == 2, "arm", "nonesuch"), ["nonesuch", "arms"]),
+        ("ema", lambda df: _set(df, lambda d: (d["patient"] == 3) & (d["day"] == 2), "rating", 1.5),
+         ["rating out of range", "patient 3 day 2"]),
+        ("visits", lambda df: _set(df, lambda d: d["patient"] == 4, "score", 75.0),
+         ["score out of range", "patient 4"]),
+        ("visits", lambda df: df.drop(columns=["day"]), ["visits", "missing column", "day"]),
+    ],
+)
+def test_broken_tables_are_rejected_with_the_problem_named(tables, cfg, table, change, words):
+    with pytest.raises(DataError) as err:
+        from_tables(_broken(tables, table, change), cfg)
+    message = str(err.value)
+    for word in words:
+        assert word in message, message
+
+
+def test_missing_ratings_are_allowed(tables, cfg):
+    def drop_early(df):
+        early = df["day"] < 3
+        return df.assign(rating=np.where(early, np.nan, df["rating"]), missing=early | df["missing"])
+
+    broken = _broken(tables, "ema", drop_early)
+    fd = from_tables(broken, cfg)
+    assert np.isnan(fd.ema[:, :3]).all() and np.isfinite(fd.ema[:, 5]).any()
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def test_small_fit_recovers_group_means(good_fit, cfg):
+    post = good_fit.posterior
+    for name in GROUP_MEANS:
+        truth = getattr(cfg.population, name).mean
+        lo, hi = az.hdi(post[f"mu_{name}"], hdi_prob=0.94)[f"mu_{name}"].values
+        assert lo <= truth <= hi, f"mu_{name}: truth {truth} outside 94% HDI [{lo:.3f}, {hi:.3f}]"
+
+
+def test_fit_output_shape(good_fit, sim):
+    n = sim.n_patients
+    assert {"posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data",
+            "posterior_predictive"} <= set(good_fit.groups())
+    assert good_fit.log_likelihood["obs"].shape == (2, 150, n)
+    assert np.isfinite(good_fit.log_likelihood["obs"]).all()
+    v_arm = good_fit.posterior_predictive["V_arm"]
+    assert v_arm.dims == ("chain", "draw", "arm", "time")
+    assert list(v_arm["arm"].values) == list(sim.schedules.arm_names)
+    assert good_fit.posterior["A"].shape == (2, 150, n)
+    assert good_fit.posterior.attrs["approximate"] == "no"
+    assert good_fit.posterior.attrs["chain_method"] in ("parallel", "vectorized")
+    # Pointwise log-likelihood feeds PSIS-LOO.
+    assert np.isfinite(az.loo(good_fit).elpd_loo)
+
+
+def test_diagnostics_flag_a_deliberately_bad_fit(sim):
+    bad = fit(sim, chains=2, warmup=10, draws=20, seed=0)
+    report = diagnose(bad)
+    assert not report.passed
+    assert any("ESS" in f for f in report.failures), report.failures
+    assert "FAILED" in str(report)
+
+
+def test_diagnostics_on_synthetic_draws():
+    rng = np.random.default_rng(0)
+    good = az.from_dict(posterior={"kappa": rng.normal(size=(4, 1000))},
+                        sample_stats={"diverging": np.zeros((4, 1000), bool),
+                                      "energy": rng.normal(size=(4, 1000))})
+    assert diagnose(good).passed, diagnose(good).failures
+    shifted = rng.normal(size=(4, 1000)) + np.arange(4)[:, None]
+    diverging = np.zeros((4, 1000), bool)
+    diverging[0, :3] = True
+    bad = az.from_dict(posterior={"kappa": shifted},
+                       sample_stats={"diverging": diverging, "energy": rng.normal(size=(4, 1000))})
+    failures = diagnose(bad).failures
+    assert any("R-hat" in f and "kappa" in f for f in failures), failures
+    assert any("3 divergent" in f for f in failures), failures
+
+
+def test_svi_is_labelled_approximate(sim):
+    approx = fit(sim, method="svi", svi_steps=300, draws=50, chains=1, seed=0)
+    assert approx.posterior.attrs["approximate"].startswith("yes")
+    assert approx.posterior["mu_A"].shape == (1, 50)
+    report = diagnose(approx)
+    assert report.method == "svi" and any("approximate" in n for n in report.notes)
