@@ -155,9 +155,11 @@ def numpy_recurrence(alpha, V0, S0, kappa, epsilon, omega, everyday, session_at,
                 s = np.where(live, s + omega * aa * (c - s), s)
             V[idx], S[idx] = v, s
         o = everyday(j)
-        dV = a * (o - V) + kappa * (S - V)
+        # V learns from the outcome, then relaxes toward the (pre-update) schema
+        # (plasticity_rl.models.variants.relax_toward_schema).
+        V_new = (1.0 - kappa) * (V + a * (o - V)) + kappa * S
         S += epsilon * a * (o - S)
-        V += dV
+        V = V_new
         V_out[j] = V
         S_out[j] = S
     return V_out, S_out

@@ -154,7 +154,7 @@ class Session(_Strict):
 
     day: Day
     hour: Hour = 14.0
-    n_c: int = Field(default=6, ge=1, le=50)  # corrective experiences per session
+    n_c: int = Field(default=6, ge=1, le=100)  # corrective experiences per session (stored as int8)
     p_c: Probability = 0.9  # chance each corrective experience goes well
     repeat: int = Field(default=1, ge=1, le=1000)
     every_days: float = Field(default=1.0, gt=0.0, le=365.0)

@@ -44,7 +44,7 @@ class Experiences(NamedTuple):
 
     everyday: jax.Array  # (N, T) int8 in {0, 1}
     corrective: jax.Array  # (N, T, n_max) int8 in {0, 1}; only the first n_corr count
-    n_corr: jax.Array  # (N, T) int32 delivered corrective experiences (0 if none or missed)
+    n_corr: jax.Array  # (N, T) int8 delivered corrective experiences (0 if none or missed)
     attended: jax.Array  # (N, T) bool, True where a scheduled session was attended
 
 
@@ -135,11 +135,11 @@ def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: Ar
         cs = cs.astype(jnp.int8)
         return (
             jax.lax.dynamic_update_slice(corrective, cs[:, None, :], (0, t, 0)),
-            jax.lax.dynamic_update_slice(n_corr, jnp.where(went, scheduled, 0)[:, None], (0, t)),
+            jax.lax.dynamic_update_slice(n_corr, jnp.where(went, scheduled, 0).astype(jnp.int8)[:, None], (0, t)),
             jax.lax.dynamic_update_slice(attended, went[:, None], (0, t)),
         )
 
-    empty = (jnp.zeros((N, T, n_max), jnp.int8), jnp.zeros((N, T), jnp.int32), jnp.zeros((N, T), bool))
+    empty = (jnp.zeros((N, T, n_max), jnp.int8), jnp.zeros((N, T), jnp.int8), jnp.zeros((N, T), bool))
     corrective, n_corr, attended = jax.lax.fori_loop(0, jnp.sum(has_session), one_session_step, empty)
     return Experiences(everyday, corrective, n_corr, attended)
 

@@ -131,7 +131,7 @@ def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs) -> tuple[T
     model = spec.belief_model
     p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
     traj = run_beliefs(model, p, x.g_k[x.arm_index], x.gate[x.arm_index], x.everyday, x.corrective,
-                       x.n_corr, any_session=x.session_anywhere)
+                       x.n_corr, any_session=x.session_anywhere, unroll=4)
     return traj, model.initial(p).V
 
 

@@ -68,7 +68,8 @@ class BeliefModel:
         return Beliefs(V=V0, S=S0)
 
 
-def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, n_corr, any_session=None) -> Trajectory:
+def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, n_corr, any_session=None,
+                unroll: int = 1) -> Trajectory:
     """Beliefs over T steps, given the outcomes experienced: THE recurrence of the package.
 
     Shapes are patient-major with optional leading batch dimensions ``...`` (none for one
@@ -83,7 +84,9 @@ def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, 
     patient in the batch has corrective experiences. A session with n = 0 leaves beliefs exactly
     unchanged, so skipping it changes no number. Under ``vmap`` pass ``any_session`` unbatched
     (``in_axes=None``) to keep the branch a real branch. The session is rematerialised in the
-    backward pass: cheaper than storing its residuals at every step.
+    backward pass: cheaper than storing its residuals at every step. ``unroll`` steps per loop
+    iteration: 4 cuts the likelihood's gradient time by about a quarter (benchmarks/README.md);
+    the simulator's forward pass is fastest at 1.
     """
     to_time_major = lambda x: jnp.moveaxis(jnp.asarray(x), -1, 0)  # noqa: E731
     g_t, gate_t, o_t = to_time_major(g_k), to_time_major(gate), to_time_major(everyday)
@@ -103,7 +106,7 @@ def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, 
         state = model.everyday(state, o.astype(dtype), r, p)
         return state, state
 
-    _, (V, S) = jax.lax.scan(step, state0, (rates, o_t, c_t, n_t, any_session))
+    _, (V, S) = jax.lax.scan(step, state0, (rates, o_t, c_t, n_t, any_session), unroll=unroll)
     back = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731
     alpha_neg = back(rates["alpha_neg"]) if "alpha_neg" in rates else None
     return Trajectory(alpha=back(rates["alpha"]), alpha_neg=alpha_neg, V=back(V), S=back(S))
