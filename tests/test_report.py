@@ -53,7 +53,10 @@ def run_dir(tmp_path_factory):
     import yaml
 
     cfg_path.write_text(yaml.safe_dump(data))
-    result = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(base / "runs"), "--quiet"])
+    # The whole pipeline (simulate, fit both variants, compare, report) with a deliberately short
+    # fit, so the real diagnostics fail and the report must say so.
+    result = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(base / "runs"), "--quiet",
+                                      "--chains", "2", "--warmup", "30", "--draws", "30"])
     assert result.exit_code == 0, result.output
     folder = Path(result.output.strip().splitlines()[-1])
     assert (folder / "report.html").is_file(), "plasticity-rl run must write report.html"
@@ -98,6 +101,16 @@ def test_report_highlights_failed_fit_rows(run_dir):
     df = pd.DataFrame({"ok": [True, False], "status": ["ok", "ok"], "x": [1, 2]})
     assert failed_rows(df).tolist() == [False, True]
     assert failed_rows(pd.DataFrame({"status": ["error", "fine"]})).tolist() == [True, False]
+
+
+def test_report_shows_the_real_fits_and_the_model_comparison(run_dir):
+    text = (run_dir / "report.html").read_text()
+    for variant in ("schema", "schema_ungated"):
+        assert f"fit-{variant}/diagnostics.json" in text and f"fit-{variant}/contrasts.csv" in text
+        assert f'id="fig-fit-{variant}-posterior_belief_curves"' in text
+    assert "compare/loo.csv" in text and 'id="fig-compare-loo_comparison"' in text
+    # 2 chains x 30 draws cannot pass the diagnostics: both real fits and the fake one say so.
+    assert text.count("this file flags the fit as failed") == 3
 
 
 def test_report_command_rejects_a_non_run_folder(tmp_path):

@@ -100,6 +100,18 @@ def _report_fit(outcome, rep: Reporter) -> None:
         err.print(f"    - {f}")
 
 
+def _report_loo(folder: Path, table, rep: Reporter) -> None:
+    import json
+
+    from plasticity_rl.workflow import loo_warning
+
+    if not rep.quiet:
+        err.print(table[["rank", "elpd_loo", "elpd_diff", "dse", "weight"]].round(2).to_string())
+    note = loo_warning(json.loads((folder / "loo_pareto_k.json").read_text()))
+    if note:
+        err.print(f"  [red]{note}[/red]")
+
+
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, ConfigError):
         err.print(f"[red]error:[/red] {exc}")
@@ -166,8 +178,7 @@ def run(
                     fits.append(outcome.folder)
                 with rep.stage("compare models (PSIS-LOO)"):
                     table = compare_fits(fits, folder / "compare")
-                if not rep.quiet:
-                    err.print(table[["rank", "elpd_loo", "elpd_diff", "dse", "weight"]].round(2).to_string())
+                _report_loo(folder / "compare", table, rep)
             from plasticity_rl.report import write_report
 
             write_report(folder)
@@ -333,6 +344,7 @@ def compare(
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     print(table.round(3).to_string())
+    _report_loo(out, table, Reporter(quiet=True))
 
 
 @app.command()

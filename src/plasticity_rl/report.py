@@ -196,7 +196,8 @@ def _summary(cfg: dict) -> str:
 def _fit_sections(run_dir: Path) -> list[tuple[str, str]]:
     """(title, html) for every CSV and JSON in fit*/ folders (recursively), in path order."""
     out = []
-    for folder in sorted(p for p in run_dir.glob("fit*") if p.is_dir()):
+    folders = sorted(p for p in run_dir.glob("fit*") if p.is_dir()) + [run_dir / "compare"]
+    for folder in (f for f in folders if f.is_dir()):
         for path in sorted(folder.rglob("*")):
             if not path.is_file() or path.suffix.lower() not in (".csv", ".json"):
                 continue
@@ -217,6 +218,21 @@ def _fit_sections(run_dir: Path) -> list[tuple[str, str]]:
                 body = f'<p class="muted">could not read {_e(rel)}: {_e(exc)}</p>'
             out.append((str(rel), body))
     return out
+
+
+def _figures_html(run_dir: Path, fig_dir: Path) -> str:
+    """Every PNG in ``fig_dir`` with its caption, in the order captions.md lists them."""
+    captions = _read_captions(fig_dir / "captions.md")
+    found = {p.stem: p for p in sorted(fig_dir.glob("*.png"))} if fig_dir.is_dir() else {}
+    pngs = [found[n] for n in captions if n in found] + [p for n, p in found.items() if n not in captions]
+    figs = []
+    for p in pngs:
+        cap = captions.get(p.stem, "")
+        anchor = p.stem if fig_dir == run_dir / "figures" else f"{fig_dir.parent.name}-{p.stem}"
+        figs.append(f'<figure id="fig-{_e(anchor)}"><h3>{_e(p.stem)}</h3>'
+                    f'<img src="{_png_data_uri(p)}" alt="{_e(p.stem)}: {_e(cap[:200])}">'
+                    f"<figcaption>{_e(cap) or '<em>no caption</em>'}</figcaption></figure>")
+    return "\n".join(figs)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -249,19 +265,15 @@ def write_report(run_dir: str | Path) -> Path:
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
     sections.append(("config", "Configuration", _summary(cfg) + "<h3>Arms</h3>" + _arms_section(run_dir, cfg)))
 
-    fig_dir = run_dir / "figures"
-    captions = _read_captions(fig_dir / "captions.md")
-    # in the order captions.md lists them (the order they were drawn), then any others by name
-    found = {p.stem: p for p in sorted(fig_dir.glob("*.png"))} if fig_dir.is_dir() else {}
-    pngs = [found[n] for n in captions if n in found] + [p for n, p in found.items() if n not in captions]
-    if pngs:
-        figs = []
-        for p in pngs:
-            cap = captions.get(p.stem, "")
-            figs.append(f'<figure id="fig-{_e(p.stem)}"><h3>{_e(p.stem)}</h3>'
-                        f'<img src="{_png_data_uri(p)}" alt="{_e(p.stem)}: {_e(cap[:200])}">'
-                        f"<figcaption>{_e(cap) or '<em>no caption</em>'}</figcaption></figure>")
-        sections.append(("figures", "Figures", "\n".join(figs)))
+    # Teaching figures first, then each fit's and the model comparison's.
+    fig_dirs = [run_dir / "figures"] + sorted(run_dir.glob("fit*/figures")) + [run_dir / "compare" / "figures"]
+    for fig_dir in fig_dirs:
+        figs = _figures_html(run_dir, fig_dir)
+        if figs:
+            rel = fig_dir.parent.relative_to(run_dir)
+            key = "figures" if str(rel) == "." else f"figures-{rel}"
+            title = "Figures" if str(rel) == "." else f"Figures: {rel}"
+            sections.append((key, title, figs))
 
     tables = []
     fits = _fit_sections(run_dir)

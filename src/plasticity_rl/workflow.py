@@ -155,15 +155,28 @@ def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
         raise ValueError(f"fits are not of the same data (patients per fit: {sizes})")
     if len(idatas) < 2:
         raise ValueError("compare needs fits of at least two different variants")
-    table = az.compare(idatas, ic="loo", var_name="obs")
+    import warnings
+
+    with warnings.catch_warnings():  # the verdict goes into loo_pareto_k.json and the figure
+        warnings.simplefilter("ignore")
+        table = az.compare(idatas, ic="loo", var_name="obs")
+        pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "loo.csv", index_label="model")
-    pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
     (out / "loo_pareto_k.json").write_text(json.dumps(pareto, indent=2) + "\n")
-    fig = loo_comparison(table)
+    fig = loo_comparison(table, title_note=loo_warning(pareto))
     save_figure(fig, out / "figures", "loo_comparison", ("png", "svg"))
     _append_captions(out / "figures", {"loo_comparison": fig})
     return table
+
+
+def loo_warning(pareto: dict) -> str | None:
+    """A loud note when PSIS-LOO cannot be trusted (Pareto k > 0.7 for some patients)."""
+    bad = {k: v for k, v in pareto.items() if v["n_above_0.7"] > 0}
+    if not bad:
+        return None
+    worst = ", ".join(f"{k}: {v['n_above_0.7']}/{v['n_patients']} patients" for k, v in bad.items())
+    return f"PSIS-LOO UNRELIABLE: Pareto k > 0.7 ({worst}); use K-fold CV before trusting this ranking"
 
 
 def _pareto_k_bad(idata) -> dict:
