@@ -84,7 +84,8 @@ def test_report_is_self_contained(run_dir):
     assert not re.search(r"url\(\s*['\"]?(?!data:)", text), "CSS must not load anything"
     pngs = sorted((run_dir / "figures").glob("*.png"))
     assert {"single_patient.png", "clinician_vs_published.png", "belief_curves.png"} <= {p.name for p in pngs}
-    assert text.count('<img src="data:image/png;base64,') == len(pngs)
+    every_png = pngs + sorted(run_dir.glob("fit*/figures/*.png")) + sorted(run_dir.glob("compare/figures/*.png"))
+    assert text.count('<img src="data:image/png;base64,') == len(every_png)  # run, fits, comparison
     for p in pngs:  # each figure appears with its caption
         assert f'id="fig-{p.stem}"' in text
     assert "not a trial result" in text
