@@ -369,8 +369,7 @@ def recover(
                                       scheduler=scheduler, n_workers=workers, progress=not quiet)
         table.to_csv(out / "recovery.csv", index=False)
         summary.to_csv(out / "recovery_summary.csv", index=False)
-        from plasticity_rl.plots import recovery_scatter
-        from plasticity_rl.plots import save_figure
+        from plasticity_rl.plots import recovery_scatter, save_figure
 
         for level, g in table.groupby("level"):
             save_figure(recovery_scatter(g), out / "figures", f"recovery_{level}", ("png", "svg"))
@@ -401,8 +400,7 @@ def sbc(
                                     scheduler=scheduler, n_workers=workers, progress=not quiet)
         ranks.to_csv(out / "sbc_ranks.csv", index=False)
         uniformity.to_csv(out / "sbc_uniformity.csv", index=False)
-        from plasticity_rl.plots import sbc_ranks
-        from plasticity_rl.plots import save_figure
+        from plasticity_rl.plots import save_figure, sbc_ranks
 
         save_figure(sbc_ranks(ranks), out / "figures", "sbc_ranks", ("png", "svg"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
