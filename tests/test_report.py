@@ -25,10 +25,8 @@ import pytest
 from typer.testing import CliRunner
 
 from plasticity_rl.cli import app
-from plasticity_rl.config import bundled_config_path, config_from_dict, load_config
-from plasticity_rl.plots import render_lesson_figures
+from plasticity_rl.config import bundled_config_path, load_config
 from plasticity_rl.report import failed_rows, write_report
-from plasticity_rl.simulate import simulate
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -63,8 +61,6 @@ def run_dir(tmp_path_factory):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert "report.html" in manifest
 
-    sim = simulate(config_from_dict(data))
-    render_lesson_figures(sim, folder / "figures", formats=("png",))
     fit = folder / "fit"
     fit.mkdir()
     pd.DataFrame({"parameter": ["mu_A", "kappa"], "mean": [2.9, 0.0076], "r_hat": [1.001, 1.32],

@@ -83,9 +83,10 @@ def _simulate_and_write(cfg, folder: Path, rep: Reporter, figures: bool) -> dict
         write_tables(tabs, folder / "data")
     if figures:
         with rep.stage("draw figures (PNG + SVG)"):
-            from plasticity_rl.plots import render_figures
+            from plasticity_rl.plots import render_figures, render_lesson_figures
 
             render_figures(sim, folder / "figures")
+            render_lesson_figures(sim, folder / "figures")  # one patient's events; published MADRS
     return {"sim": sim, "tables": tabs}
 
 
