@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from plasticity_rl.cli import app
 from plasticity_rl.config import bundled_config_path, load_config
-from plasticity_rl.report import failed_rows, write_report
+from plasticity_rl.report import failed_rows
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 

@@ -35,9 +35,8 @@ from plasticity_rl.config import (
     sweep_arm_name,
 )
 from plasticity_rl.plasticity import drive, learning_rate, dissociation, saturate
-from plasticity_rl.plots.figures import ALPHA_LABEL, BELIEF_LABEL, DAYS_LABEL, _belief_series, _followup_step
+from plasticity_rl.plots.figures import BELIEF_LABEL, DAYS_LABEL, _belief_series, _followup_step
 from plasticity_rl.plots.style import (
-    FIGSIZE_WIDE,
     NOTE_GID,
     OKABE_ITO,
     WINDOW_ALPHA,
@@ -215,7 +214,6 @@ def kernel_and_alpha(
     cfg0 = rows[0][1]
     pl = cfg0.plasticity
     horizon = max(c.experiment.days for _, c, *_ in rows)
-    first = min(float(d.min()) for *_, d, _ in rows)
     t_h = np.arange(0.0, horizon * 24.0, 1.0 / 6.0)  # 10-minute grid
     tau = np.linspace(-12.0, 168.0, 1081)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from plasticity_rl.plots.figures import DAYS_LABEL, SCORE_LABEL, Z95, _legend
+from plasticity_rl.plots.figures import SCORE_LABEL, Z95
 from plasticity_rl.plots.style import (
     arm_labels,
     arm_names,
@@ -163,10 +163,10 @@ def clinician_vs_published(sim: Simulation, *, ketamine_arm: str | None = None, 
             if p == 1 and len(mur):
                 for _, r in mur.iterrows():
                     c = colors[names[ket_i]] if r["arm"] == "ketamine" else colors[names[plc_i]]
-                    h_m = ax.plot(r["time_days"] - 0.08, r["mean"], ls="none", marker="D", ms=11, mfc="white",
-                                  mec=c, mew=2.2, zorder=6)[0]
+                    ax.plot(r["time_days"] - 0.08, r["mean"], ls="none", marker="D", ms=11, mfc="white",
+                            mec=c, mew=2.2, zorder=6)
                 ax.axhline(0, color="0.4", lw=1.0)
-            ax.set_xlabel("days after the infusion" if p == 0 else "days after the infusion")
+            ax.set_xlabel("days after the infusion")
         axes[0, 0].set_ylabel(SCORE_LABEL)
         axes[0, 1].set_ylabel("change from baseline (MADRS points)")
         title(axes[0, 0], "Scores: simulated vs published means")
