@@ -102,6 +102,17 @@ def _stacked_widths(n: int, thin: float = 1.6, thick: float = 5.0) -> list[float
     return list(np.linspace(thick, thin, n))
 
 
+def _finish_whole_and_zoom(fig, axes, zoom: bool, lines: dict, marks: list, sim: Simulation, suptitle: str) -> None:
+    """Shared tail of the whole-experiment + zoom figures: titles, and one legend (arms, then marks)."""
+    fig.suptitle(suptitle)
+    if zoom:
+        title(axes[0, 0], "whole experiment")
+        title(axes[0, 1], "zoom: days around the first infusion")
+        axes[0, 1].tick_params(labelleft=False)
+    h, lab = _arm_handles(lines, sim)
+    _legend(axes[0, -1], h + [m[0] for m in marks], lab + [m[1] for m in marks])
+
+
 def alpha_curves(sim: Simulation, *, arms: Sequence[str] | None = None, frac: float = WINDOW_FRACTION) -> Figure:
     """Mean learning rate alpha(t) per arm, the window shaded, doses and sessions marked.
 
@@ -133,13 +144,7 @@ def alpha_curves(sim: Simulation, *, arms: Sequence[str] | None = None, frac: fl
         axes[0, 0].set_ylim(0, 1.08 * top)
         reserve_session_zone(axes[0, 0], floor=0.0)  # y is shared: once
         axes[0, 0].set_ylabel(ALPHA_LABEL + (" (α⁺ for good news)" if sim.model.asymmetric else ""))
-        fig.suptitle("Ketamine opens a short window of raised plasticity")
-        if zoom:
-            title(axes[0, 0], "whole experiment")
-            title(axes[0, 1], "zoom: days around the first infusion")
-            axes[0, 1].tick_params(labelleft=False)
-        h, lab = _arm_handles(lines, sim)
-        _legend(axes[0, -1], h + [m[0] for m in marks], lab + [m[1] for m in marks])
+        _finish_whole_and_zoom(fig, axes, zoom, lines, marks, sim, "Ketamine opens a short window of raised plasticity")
     step_h = 24.0 / sim.schedules.steps_per_day
     return attach_caption(
         fig,
@@ -366,13 +371,7 @@ def clinician_scores(
         axes[0, 0].set_ylim(0, None)
         reserve_session_zone(axes[0, 0], floor=0.0)  # y is shared: once
         axes[0, 0].set_ylabel(SCORE_LABEL)
-        fig.suptitle("What a clinician would measure")
-        if zoom:
-            title(axes[0, 0], "whole experiment")
-            title(axes[0, 1], "zoom: days around the first infusion")
-            axes[0, 1].tick_params(labelleft=False)
-        h, lab = _arm_handles(lines, sim)
-        _legend(axes[0, -1], h + [m[0] for m in marks], lab + [m[1] for m in marks])
+        _finish_whole_and_zoom(fig, axes, zoom, lines, marks, sim, "What a clinician would measure")
     return attach_caption(
         fig,
         f"Mean simulated clinician score (MADRS-like, 0–60, lower is better) per arm at each visit, with "
