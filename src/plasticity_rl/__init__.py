@@ -9,6 +9,10 @@ Typical use::
 
 from importlib.metadata import PackageNotFoundError, version
 
+from plasticity_rl._xla import disable_ynn_fusion
+
+disable_ynn_fusion()  # before anything computes: see plasticity_rl/_xla.py
+
 from plasticity_rl.config import Config, ConfigError, bundled_config_path, load_config
 from plasticity_rl.data import tables
 from plasticity_rl.models import MODELS, get_model, run_beliefs
