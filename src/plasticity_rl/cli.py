@@ -106,9 +106,12 @@ def _report_loo(folder: Path, table, rep: Reporter) -> None:
 
     from plasticity_rl.workflow import loo_warning
 
+    integrated = (folder / "loo_conditional.csv").is_file()
     if not rep.quiet:
+        kind = "integrated (new-patient) PSIS-LOO" if integrated else "conditional PSIS-LOO"
+        err.print(f"  {kind}:")
         err.print(table[["rank", "elpd_loo", "elpd_diff", "dse", "weight"]].round(2).to_string())
-    note = loo_warning(json.loads((folder / "loo_pareto_k.json").read_text()))
+    note = loo_warning(json.loads((folder / "loo_pareto_k.json").read_text()), integrated)
     if note:
         err.print(f"  [red]{note}[/red]")
 

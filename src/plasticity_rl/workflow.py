@@ -1,6 +1,7 @@
 """Fit, compare and report: the steps the CLI chains, as plain functions writing folders.
 
-A fit folder holds ``posterior.nc`` (ArviZ InferenceData), ``summary.csv`` (group parameters),
+A fit folder holds ``posterior.nc`` (ArviZ InferenceData), ``loo_marginal.nc`` (per-patient
+log-likelihood with the patient's parameters integrated out, for ``compare``), ``summary.csv`` (group parameters),
 ``diagnostics.json`` (R-hat, ESS, divergences, E-BFMI and whether the fit passed),
 ``arm_curves.csv``, ``contrasts.csv``, ``synergy.csv``, ``window.csv`` and ``figures/``.
 """
@@ -26,6 +27,7 @@ class FitSettings:
     warmup: int = 500
     draws: int = 500
     seed: int = 0
+    integrated_loo: bool = True  # write loo_marginal.nc for compare (inference/marginal.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSetti
                 warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "posterior.nc"))
+    marginal_seconds = None
+    if settings.integrated_loo:
+        from plasticity_rl.inference.marginal import marginal_loo_data
+
+        t1 = time.perf_counter()
+        marginal_loo_data(idata, tabs, cfg, variant, seed=settings.seed).to_netcdf(str(out / "loo_marginal.nc"))
+        marginal_seconds = round(time.perf_counter() - t1, 3)
     diag = diagnose(idata)
     names = [n for n in diag.table.index]
     az.summary(idata, var_names=names, hdi_prob=0.94).to_csv(out / "summary.csv")
@@ -82,6 +91,7 @@ def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSetti
         "thresholds": diag.thresholds.__dict__,
         "parameters": diag.table.reset_index().to_dict(orient="records"),
         "sampling_seconds": float(idata.posterior.attrs.get("sampling_seconds", np.nan)),
+        "integrated_loo_seconds": marginal_seconds,
     }
     (out / "diagnostics.json").write_text(json.dumps(diag_json, indent=2, default=float) + "\n")
     curves = arm_curves(idata)
@@ -138,45 +148,66 @@ def _append_captions(folder: Path, figs: dict) -> None:
 
 
 def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
-    """PSIS-LOO comparison (leave one patient out) of fits of different variants on the same data."""
+    """PSIS-LOO comparison (leave one patient out) of fits of different variants on the same data.
+
+    The ranking uses each fit's ``loo_marginal.nc`` (integrated LOO: a left-out patient's own
+    parameters integrated over the population, :mod:`plasticity_rl.inference.marginal`) when every
+    fit has one; ``loo.csv`` and ``loo_pareto_k.json`` then hold that comparison. The conditional
+    per-patient LOO (``posterior.nc``'s ``log_likelihood``), which PSIS usually cannot estimate
+    here, is written beside it as ``loo_conditional.csv`` / ``loo_conditional_pareto_k.json``.
+    """
     from plasticity_rl.plots import loo_comparison
     from plasticity_rl.plots import save_figure
 
-    idatas = {}
+    conditional, marginal = {}, {}
     for d in fit_dirs:
         path = Path(d) / "posterior.nc"
         if not path.is_file():
             raise FileNotFoundError(f"{d} is not a fit folder (no posterior.nc)")
         idata = az.from_netcdf(str(path))
         name = str(idata.posterior.attrs.get("variant", Path(d).name))
-        idatas[name] = idata
-    sizes = {k: v.log_likelihood["obs"].sizes["patient"] for k, v in idatas.items()}
+        conditional[name] = idata
+        if (Path(d) / "loo_marginal.nc").is_file():
+            marginal[name] = az.from_netcdf(str(Path(d) / "loo_marginal.nc"))
+    sizes = {k: v.log_likelihood["obs"].sizes["patient"] for k, v in conditional.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"fits are not of the same data (patients per fit: {sizes})")
-    if len(idatas) < 2:
+    if len(conditional) < 2:
         raise ValueError("compare needs fits of at least two different variants")
+    integrated = len(marginal) == len(conditional)
     import warnings
 
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {}
     with warnings.catch_warnings():  # the verdict goes into loo_pareto_k.json and the figure
         warnings.simplefilter("ignore")
-        table = az.compare(idatas, ic="loo", var_name="obs")
-        pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "loo.csv", index_label="model")
-    (out / "loo_pareto_k.json").write_text(json.dumps(pareto, indent=2) + "\n")
-    fig = loo_comparison(table, title_note=loo_warning(pareto))
+        for kind, idatas in (("conditional", conditional), ("integrated", marginal if integrated else {})):
+            if not idatas:
+                continue
+            table = az.compare(idatas, ic="loo", var_name="obs")
+            pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
+            suffix = "_conditional" if integrated and kind == "conditional" else ""
+            table.to_csv(out / f"loo{suffix}.csv", index_label="model")
+            (out / f"loo{suffix}_pareto_k.json").write_text(json.dumps(pareto, indent=2) + "\n")
+            tables[kind] = (table, pareto)
+    kind = "integrated" if integrated else "conditional"
+    table, pareto = tables[kind]
+    fig = loo_comparison(table, title_note=loo_warning(pareto, integrated), integrated=integrated)
     save_figure(fig, out / "figures", "loo_comparison", ("png", "svg"))
     _append_captions(out / "figures", {"loo_comparison": fig})
     return table
 
 
-def loo_warning(pareto: dict) -> str | None:
+def loo_warning(pareto: dict, integrated: bool = False) -> str | None:
     """A loud note when PSIS-LOO cannot be trusted (Pareto k > 0.7 for some patients)."""
     bad = {k: v for k, v in pareto.items() if v["n_above_0.7"] > 0}
     if not bad:
         return None
     worst = ", ".join(f"{k}: {v['n_above_0.7']}/{v['n_patients']} patients" for k, v in bad.items())
-    return f"PSIS-LOO UNRELIABLE: Pareto k > 0.7 ({worst}); use K-fold CV before trusting this ranking"
+    advice = "use K-fold CV (leave patients out) before trusting this ranking"
+    if not integrated:
+        advice = "refit to get integrated LOO (loo_marginal.nc), or use K-fold CV"
+    return f"PSIS-LOO UNRELIABLE: Pareto k > 0.7 ({worst}); {advice}"
 
 
 def _pareto_k_bad(idata) -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from typing import Literal
 
 import arviz as az
@@ -106,10 +107,13 @@ def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, step
     return ll, weights @ V, weights @ S
 
 
+@partial(jax.jit, static_argnames=("spec", "n_arms", "steps_per_day", "batch"))
 def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, batch: int = 64):
-    """draw_outputs over flattened draws (leading axis), in batches to bound memory."""
-    fn = jax.jit(lambda th: draw_outputs(spec, x, th, n_arms, steps_per_day))
-    return jax.lax.map(fn, theta, batch_size=batch)
+    """draw_outputs over flattened draws (leading axis), in batches to bound memory.
+
+    Jitted with the data as an argument, so another data set of the same shape reuses it.
+    """
+    return jax.lax.map(lambda th: draw_outputs(spec, x, th, n_arms, steps_per_day), theta, batch_size=batch)
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -119,8 +123,12 @@ def _run_nuts(model, x, init, chains, warmup, draws, seed, progress, chain_metho
               max_tree_depth):
     kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
                   init_strategy=init_to_value(values=init))
+    # Data as arguments of the compiled sampler, not constants inside it: a data set of the same
+    # shape then reuses the compilation (in memory, and via JAX's persistent cache across
+    # processes). NumPyro cannot do this for parallel (pmap) chains.
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method=chain_method, progress_bar=progress)
+                chain_method=chain_method, progress_bar=progress,
+                jit_model_args=chain_method != "parallel")
     mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS))
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     extra = mcmc.get_extra_fields(group_by_chain=True)

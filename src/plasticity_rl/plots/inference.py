@@ -544,9 +544,13 @@ _SCALE_TEXT = {  # arviz.compare scale -> (what is plotted, direction, unit)
 }
 
 
-def loo_comparison(compare_df: pd.DataFrame, *, title_note: str | None = None) -> Figure:
+def loo_comparison(compare_df: pd.DataFrame, *, title_note: str | None = None, integrated: bool = False) -> Figure:
     """PSIS-LOO model comparison from :func:`arviz.compare`: ELPD ± SE per model (best on top),
-    and the difference to the best model ± its SE (dse); models with a LOO warning are marked."""
+    and the difference to the best model ± its SE (dse); models with a LOO warning are marked.
+
+    ``integrated``: the table is of integrated LOO (each left-out patient's own parameters
+    integrated over the population: how well a model predicts a new patient), said in the title
+    and caption."""
     _require(compare_df, ["elpd_loo", "se", "elpd_diff", "dse"], "loo_comparison")
     df = compare_df.sort_values("rank") if "rank" in compare_df.columns else compare_df
     names = [str(i) for i in df.index]
@@ -590,7 +594,8 @@ def loo_comparison(compare_df: pd.DataFrame, *, title_note: str | None = None) -
             handles.append(Line2D([], [], color=WARN_COLOR, marker="o", mfc="white", mew=2.0, ms=9, lw=2.4))
             labels.append("LOO warning (Pareto k too high): estimate unreliable")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=12)
-        _suptitle(fig, "Model comparison: leave-one-out predictive accuracy (PSIS-LOO)", title_note)
+        kind = "a new patient's data, integrated PSIS-LOO" if integrated else "PSIS-LOO"
+        _suptitle(fig, f"Model comparison: leave-one-patient-out predictive accuracy ({kind})", title_note)
     return attach_caption(
         fig,
         f"Model comparison by Pareto-smoothed importance-sampling leave-one-out cross-validation "
@@ -599,5 +604,10 @@ def loo_comparison(compare_df: pd.DataFrame, *, title_note: str | None = None) -
         f"difference (dse), which is the uncertainty to judge a ranking by: a difference within about "
         f"two dse of zero does not separate the models. Numbers at the right: stacking weights. "
         f"Models marked in orange (hollow) have a LOO warning (some Pareto k too high), so their "
-        f"estimate is unreliable." + _flag_caption(title_note),
+        f"estimate is unreliable."
+        + (" Integrated LOO: the left-out patient's own parameters (baseline learning rate, ketamine "
+           "boost, initial schema) are integrated over the fitted population distribution by "
+           "importance sampling, so each model is scored on predicting a new patient's ratings."
+           if integrated else "")
+        + _flag_caption(title_note),
     )
