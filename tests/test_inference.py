@@ -270,7 +270,7 @@ def test_integrated_loo_is_stable_where_conditional_loo_is_not(sim, good_fit):
 
     from plasticity_rl.inference.marginal import marginal_loo_data
 
-    m = marginal_loo_data(good_fit, sim)
+    m = marginal_loo_data(good_fit, sim, max_draws=150)  # Pareto k needs a few hundred draws
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         k_cond = np.asarray(az.loo(good_fit, pointwise=True).pareto_k)

@@ -41,7 +41,7 @@ from plasticity_rl.inference.prepare import ModelInputs, prepare
 
 T_DF = 4.0  # proposal tails (its covariance is twice the Laplace covariance)
 DEFENSIVE = 0.2  # share of proposal draws from the population distribution N(mu_s, tau_s^2)
-NEWTON_STEPS = 6
+NEWTON_STEPS = 3  # from the fit's own draw, already near the conditional mode
 MAX_STEP = 1.0  # largest Newton move per coordinate (logit / boost units) per step
 
 
@@ -130,8 +130,8 @@ def marginal_loo_data(
     data,
     cfg=None,
     variant: str | None = None,
-    max_draws: int = 100,
-    importance_samples: int = 64,
+    max_draws: int = 50,
+    importance_samples: int = 128,
     seed: int = 0,
 ) -> az.InferenceData:
     """InferenceData whose ``log_likelihood["obs"]`` is each patient's marginal log-likelihood.
