@@ -375,8 +375,10 @@ def recover(
         summary.to_csv(out / "recovery_summary.csv", index=False)
         from plasticity_rl.plots import recovery_scatter, save_figure
 
+        failed = table.groupby("dataset")["diagnostics_passed"].first().eq(False)
+        note = f"{int(failed.sum())} OF {failed.size} FITS FAILED DIAGNOSTICS" if failed.any() else None
         for level, g in table.groupby("level"):
-            save_figure(recovery_scatter(g), out / "figures", f"recovery_{level}", ("png", "svg"))
+            save_figure(recovery_scatter(g, title_note=note), out / "figures", f"recovery_{level}", ("png", "svg"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     print(summary.round(3).to_string(index=False))

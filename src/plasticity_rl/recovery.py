@@ -108,7 +108,8 @@ def recover(cfg: Config, n_datasets: int, out: Path, fit: FitSettings = FitSetti
             for k in range(n_datasets)]
     results = run_jobs(jobs, Path(out) / "jobs", scheduler=scheduler, n_workers=n_workers,
                        progress=progress, description="recovery fits")
-    table = pd.DataFrame([{**row, "dataset": name} for name, res in results.items() for row in res["rows"]])
+    table = pd.DataFrame([{**row, "dataset": name, "diagnostics_passed": bool(res.get("diagnostics_passed", True))}
+                          for name, res in results.items() for row in res["rows"]])
     return table, summarise_recovery(table)
 
 
