@@ -666,7 +666,9 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
     ]
     for r in records:
         agrees = "(reference)" if r["engine"] == "plasticity_rl" and r.get("status") == "ok" else _fmt(r.get("agrees"))
-        status = "" if r.get("status") in (None, "ok") else f" ({r['status'].split(';')[0]})"
+        st = r.get("status")
+        status = "" if st in (None, "ok") else (" (not finished, see notes)" if ("killed" in st or "timeout" in st)
+                                                  else " (failed, see notes)")
         lb, la = r.get("load_before") or [None], r.get("load_after") or [None]
         lines.append(
             f"| {r['size']} | {r['engine']}{status} | {r.get('chains')} x ({r.get('warmup')} + {r.get('draws')}) | "
@@ -675,6 +677,9 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
             f"{_fmt(r.get('ess_per_s'), '.3g')} | {_fmt(r.get('divergences'))} | {_fmt(r.get('max_rhat'), '.3f')} | "
             f"{_fmt(r.get('peak_mem_mb'), '.0f')} | {_fmt(r.get('tree_peak_mem_mb'), '.0f')} | {agrees} | "
             f"{_fmt(lb[0], '.1f')} → {_fmt(la[0], '.1f')} | {r.get('finished', '')} |")
+    notes = [r for r in records if r.get("status") not in (None, "ok")]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {r['size']} {r['engine']}: {r['status']}." for r in notes]
     lines += ["", "## plasticity_rl ESS/s over the best peer's", ""]
     rat = ratios(records)
     if not rat:
