@@ -9,7 +9,7 @@ All randomness flows from the config's seed through named streams of explicit PR
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -174,6 +174,34 @@ def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp
     return jax.lax.fori_loop(0, -(-N // B), one_block, out)
 
 
+@lru_cache(maxsize=None)
+def _sharded_beliefs(model: BeliefModel, n_devices: int):
+    """cohort_beliefs with patients split over ``n_devices`` local devices (one thread each)."""
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("patients",))
+    split, whole = PartitionSpec("patients"), PartitionSpec()
+    body = jax.shard_map(lambda p, a, i, e: cohort_beliefs(model, p, a, i, e), mesh=mesh,
+                         in_specs=(split, split, whole, split), out_specs=split, check_vma=False)
+    return jax.jit(body)
+
+
+def cohort_beliefs_on_devices(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences) -> Trajectory:
+    """:func:`cohort_beliefs`, split over all local devices when there are several.
+
+    With several host devices (``numpyro.set_host_device_count``, as the CLI sets), each runs
+    its share of the patients on its own thread, so a 2-core machine uses both cores
+    (benchmarks/README.md). Patients are independent, so the numbers are the same, bit for bit.
+    """
+    N, D = int(arm_index.shape[0]), jax.local_device_count()
+    if D < 2 or not hasattr(jax, "shard_map") or N < D * BLOCK:
+        return cohort_beliefs(model, params, arm_index, inputs, exp)
+    pad = (-N) % D  # repeat the last patient so every device gets the same count; dropped below
+    grow = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x  # noqa: E731
+    out = _sharded_beliefs(model, D)(jax.tree.map(grow, params), grow(arm_index), inputs, jax.tree.map(grow, exp))
+    return jax.tree.map(lambda x: None if x is None else x[:N], out)
+
+
 # ----------------------------------------------------------------------------- observations
 
 
@@ -261,7 +289,7 @@ def simulate(cfg: Config, override: dict | None = None) -> Simulation:
         env.p_env * (1.0 - env.bias),
         n_max=sch.n_c_max,
     )
-    traj = cohort_beliefs(model, params, jnp.asarray(arm_index), inputs, exp)
+    traj = cohort_beliefs_on_devices(model, params, jnp.asarray(arm_index), inputs, exp)
     traj = Trajectory(*(None if x is None else np.asarray(x) for x in traj))
     params_np = {k: np.asarray(v) for k, v in params.items()}
     V0 = np.asarray(jax.vmap(model.initial)(params).V)
