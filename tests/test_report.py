@@ -106,6 +106,9 @@ def test_report_shows_the_real_fits_and_the_model_comparison(run_dir):
         assert f"fit-{variant}/diagnostics.json" in text and f"fit-{variant}/contrasts.csv" in text
         assert f'id="fig-fit-{variant}-posterior_belief_curves"' in text
     assert "compare/loo.csv" in text and 'id="fig-compare-loo_comparison"' in text
+    # compare ranks by integrated LOO and keeps the conditional ranking beside it
+    assert (run_dir / "compare" / "loo_conditional.csv").is_file()
+    assert (run_dir / "fit-schema" / "loo_marginal.nc").is_file()
     # 2 chains x 30 draws cannot pass the diagnostics: both real fits and the fake one say so.
     assert text.count("this file flags the fit as failed") == 3
 

@@ -175,27 +175,26 @@ def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
     if len(conditional) < 2:
         raise ValueError("compare needs fits of at least two different variants")
     integrated = len(marginal) == len(conditional)
-    import warnings
-
     out.mkdir(parents=True, exist_ok=True)
-    tables = {}
-    with warnings.catch_warnings():  # the verdict goes into loo_pareto_k.json and the figure
-        warnings.simplefilter("ignore")
-        for kind, idatas in (("conditional", conditional), ("integrated", marginal if integrated else {})):
-            if not idatas:
-                continue
-            table = az.compare(idatas, ic="loo", var_name="obs")
-            pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
-            suffix = "_conditional" if integrated and kind == "conditional" else ""
-            table.to_csv(out / f"loo{suffix}.csv", index_label="model")
-            (out / f"loo{suffix}_pareto_k.json").write_text(json.dumps(pareto, indent=2) + "\n")
-            tables[kind] = (table, pareto)
-    kind = "integrated" if integrated else "conditional"
-    table, pareto = tables[kind]
+    conditional_result = _write_loo(conditional, out, "loo_conditional" if integrated else "loo")
+    table, pareto = _write_loo(marginal, out, "loo") if integrated else conditional_result
     fig = loo_comparison(table, title_note=loo_warning(pareto, integrated), integrated=integrated)
     save_figure(fig, out / "figures", "loo_comparison", ("png", "svg"))
     _append_captions(out / "figures", {"loo_comparison": fig})
     return table
+
+
+def _write_loo(idatas: dict, out: Path, stem: str):
+    """arviz.compare of ``idatas`` into ``<stem>.csv`` and its Pareto-k verdict into ``<stem>_pareto_k.json``."""
+    import warnings
+
+    with warnings.catch_warnings():  # the verdict goes into the json and the figure
+        warnings.simplefilter("ignore")
+        table = az.compare(idatas, ic="loo", var_name="obs")
+        pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
+    table.to_csv(out / f"{stem}.csv", index_label="model")
+    (out / f"{stem}_pareto_k.json").write_text(json.dumps(pareto, indent=2) + "\n")
+    return table, pareto
 
 
 def loo_warning(pareto: dict, integrated: bool = False) -> str | None:
