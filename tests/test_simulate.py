@@ -36,6 +36,42 @@ def test_same_config_and_seed_give_identical_tables(flagship_cfg, flagship_table
         assert again[name].to_csv(index=False) == df.to_csv(index=False), name
 
 
+_DEVICE_RUN = """
+import sys, numpyro
+numpyro.set_host_device_count(int(sys.argv[1]))
+import jax, numpy as np
+from plasticity_rl.config import config_from_dict
+from plasticity_rl.simulate import simulate
+import json
+cfg = config_from_dict(json.loads(sys.argv[3]))
+sim = simulate(cfg)
+assert jax.local_device_count() == int(sys.argv[1])
+e, t = sim.experiences, sim.trajectory
+np.savez(sys.argv[2], everyday=e.everyday, corrective=e.corrective, n_corr=e.n_corr, attended=e.attended,
+         V=t.V, S=t.S, alpha=t.alpha, ema=sim.ema, visits=sim.visits)
+"""
+
+
+def test_splitting_patients_over_host_devices_changes_no_number(flagship_cfg, edit, tmp_path):
+    """The CLI gives JAX one host device per core and the simulator then splits the patients
+    over them (draws and beliefs). 515 patients: enough for the split, and not a multiple of 2."""
+    import json
+    import subprocess
+    import sys
+
+    cfg = edit(flagship_cfg, **{"experiment.patients_per_arm": 103, "experiment.days": 28,
+                                "observations.visits.days": [0, 7, 28]})
+    arrays = {}
+    for devices in (1, 2):
+        out = tmp_path / f"{devices}.npz"
+        subprocess.run([sys.executable, "-c", _DEVICE_RUN, str(devices), str(out),
+                        json.dumps(cfg.model_dump(mode="json"))], check=True, timeout=300)
+        arrays[devices] = dict(np.load(out))
+    assert arrays[1]["V"].shape == (515, 28 * 8)
+    for name, one in arrays[1].items():
+        np.testing.assert_array_equal(arrays[2][name], one, err_msg=name)
+
+
 def test_a_different_seed_gives_different_draws(flagship_cfg, flagship_tables, edit):
     other = tables(simulate(edit(flagship_cfg, **{"experiment.seed": flagship_cfg.experiment.seed + 1})))
     # the design is the same ...

@@ -104,24 +104,54 @@ def sample_params(key, cfg: Config, model: BeliefModel, n: int) -> dict[str, jax
     return out
 
 
-@partial(jax.jit, static_argnames=("n_max",))
-def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: ArmInputs, p_everyday, n_max: int) -> Experiences:
-    """Everyday outcomes ~ Bernoulli(p_env (1 - b)); corrective ~ Bernoulli(p_c); attendance.
+BLOCK = 256  # patients per block: a block's arrays stay in cache (benchmarks/README.md)
 
-    Draws: patient i's everyday outcomes come from ``fold_in(k_everyday, i)``, so they do not
-    depend on the cohort's size; attendance and corrective outcomes are drawn only at steps where
-    some arm schedules a session, from ``fold_in(k, step)``. Everywhere else ``corrective``,
-    ``n_corr`` and ``attended`` are 0 (as before: p_c is 0 off-session).
+
+def _devices_for(n_patients: int) -> int:
+    """How many local devices to split a cohort over: all of them once each gets a full block.
+
+    With several host devices (``numpyro.set_host_device_count``, as the CLI sets), each runs
+    its share of the patients on its own thread, so a 2-core machine uses both cores. Patients
+    are independent, so the numbers are the same, bit for bit, however many devices there are.
     """
-    N, T = arm_index.shape[0], inputs.g_k.shape[1]
-    block = 256  # patients per batch of draws (benchmarks/README.md, "Simulation throughput")
+    D = jax.local_device_count()
+    return D if D > 1 and hasattr(jax, "shard_map") and n_patients >= D * BLOCK else 1
+
+
+@lru_cache(maxsize=None)
+def _patient_mesh(n_devices: int):
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("patients",))
+    return mesh, PartitionSpec("patients"), PartitionSpec()
+
+
+def _everyday_outcomes(k_everyday, patient_ids, p_everyday, T: int):
+    """(len(patient_ids), T) int8 Bernoulli outcomes; patient i's come from ``fold_in(k, i)``."""
 
     def patient_everyday(i):
         return jax.random.bernoulli(jax.random.fold_in(k_everyday, i), p_everyday, (T,)).astype(jnp.int8)
 
     # Batched so each batch's random bits stay in cache (one dense (N, T) draw is several times slower).
-    everyday = jax.lax.map(patient_everyday, jnp.arange(N, dtype=jnp.uint32), batch_size=min(block, N))
+    return jax.lax.map(patient_everyday, patient_ids, batch_size=min(BLOCK, patient_ids.shape[0]))
 
+
+_everyday_on_one_device = jax.jit(_everyday_outcomes, static_argnames=("T",))
+
+
+@lru_cache(maxsize=None)
+def _everyday_split(n_devices: int, T: int):
+    """_everyday_outcomes with the patients split over ``n_devices`` local devices."""
+    mesh, split, whole = _patient_mesh(n_devices)
+    body = jax.shard_map(lambda k, ids, p: _everyday_outcomes(k, ids, p, T), mesh=mesh,
+                         in_specs=(whole, split, whole), out_specs=split, check_vma=False)
+    return jax.jit(body)
+
+
+@partial(jax.jit, static_argnames=("n_max",))
+def _session_experiences(k_corrective, k_attend, arm_index, inputs: ArmInputs, n_max: int):
+    """Attendance and corrective outcomes, drawn only at steps where some arm has a session."""
+    N, T = arm_index.shape[0], inputs.g_k.shape[1]
     has_session = jnp.any(inputs.session_n > 0, axis=0)  # (T,), over arms
     session_steps = jnp.nonzero(has_session, size=T, fill_value=0)[0]
 
@@ -140,11 +170,26 @@ def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: Ar
         )
 
     empty = (jnp.zeros((N, T, n_max), jnp.int8), jnp.zeros((N, T), jnp.int8), jnp.zeros((N, T), bool))
-    corrective, n_corr, attended = jax.lax.fori_loop(0, jnp.sum(has_session), one_session_step, empty)
-    return Experiences(everyday, corrective, n_corr, attended)
+    return jax.lax.fori_loop(0, jnp.sum(has_session), one_session_step, empty)
 
 
-BLOCK = 256  # patients per block: a block's (T, B) arrays stay in cache (benchmarks/README.md)
+def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: ArmInputs, p_everyday, n_max: int) -> Experiences:
+    """Everyday outcomes ~ Bernoulli(p_env (1 - b)); corrective ~ Bernoulli(p_c); attendance.
+
+    Draws: patient i's everyday outcomes come from ``fold_in(k_everyday, i)``, so they do not
+    depend on the cohort's size, nor on how many devices draw them (with several local devices
+    each draws its share of the patients, the most expensive part of a simulation). Attendance
+    and corrective outcomes are drawn only at steps where some arm schedules a session, from
+    ``fold_in(k, step)``. Everywhere else ``corrective``, ``n_corr`` and ``attended`` are 0.
+    """
+    N, T = int(arm_index.shape[0]), int(inputs.g_k.shape[1])
+    D = _devices_for(N)
+    if D > 1:
+        ids = jnp.arange(N + (-N) % D, dtype=jnp.uint32)  # padded patients' rows are dropped
+        everyday = _everyday_split(D, T)(k_everyday, ids, jnp.float32(p_everyday))[:N]
+    else:
+        everyday = _everyday_on_one_device(k_everyday, jnp.arange(N, dtype=jnp.uint32), jnp.float32(p_everyday), T=T)
+    return Experiences(everyday, *_session_experiences(k_corrective, k_attend, arm_index, inputs, n_max=n_max))
 
 
 @partial(jax.jit, static_argnames=("model",))
@@ -177,24 +222,17 @@ def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp
 @lru_cache(maxsize=None)
 def _sharded_beliefs(model: BeliefModel, n_devices: int):
     """cohort_beliefs with patients split over ``n_devices`` local devices (one thread each)."""
-    from jax.sharding import Mesh, PartitionSpec
-
-    mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("patients",))
-    split, whole = PartitionSpec("patients"), PartitionSpec()
+    mesh, split, whole = _patient_mesh(n_devices)
     body = jax.shard_map(lambda p, a, i, e: cohort_beliefs(model, p, a, i, e), mesh=mesh,
                          in_specs=(split, split, whole, split), out_specs=split, check_vma=False)
     return jax.jit(body)
 
 
 def cohort_beliefs_on_devices(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences) -> Trajectory:
-    """:func:`cohort_beliefs`, split over all local devices when there are several.
-
-    With several host devices (``numpyro.set_host_device_count``, as the CLI sets), each runs
-    its share of the patients on its own thread, so a 2-core machine uses both cores
-    (benchmarks/README.md). Patients are independent, so the numbers are the same, bit for bit.
-    """
-    N, D = int(arm_index.shape[0]), jax.local_device_count()
-    if D < 2 or not hasattr(jax, "shard_map") or N < D * BLOCK:
+    """:func:`cohort_beliefs`, split over all local devices when there are several (same numbers)."""
+    N = int(arm_index.shape[0])
+    D = _devices_for(N)
+    if D < 2:
         return cohort_beliefs(model, params, arm_index, inputs, exp)
     pad = (-N) % D  # repeat the last patient so every device gets the same count; dropped below
     grow = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x  # noqa: E731
