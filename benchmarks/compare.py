@@ -35,7 +35,7 @@ What each engine is timed on:
   monitoring events during the fit; Stan, ``stan.build`` with an empty httpstan cache; nutpie,
   building the PyMC model and ``nutpie.compile_pymc_model`` with empty pytensor/numba caches;
   PyMC, building the model and compiling its logp and gradient functions (empty compiledir);
-- sampling_s: wall time of warm-up plus draws (plasticity_rl: ``MCMC.run`` minus compile_s).
+- sampling_s: wall time of warm-up plus draws (plasticity_rl: the sampler's wall time, ``sampling_seconds``, minus compile_s).
 
 Run: ``python benchmarks/compare.py --check --sizes small`` then
 ``python benchmarks/compare.py --sizes small,medium --engines plasticity_rl,stan,nutpie,pymc``.

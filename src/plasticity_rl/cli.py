@@ -51,16 +51,25 @@ class Reporter:
     @contextmanager
     def stage(self, text: str):
         if self.quiet:
-            yield
+            yield lambda more: None
             return
         t = time.perf_counter()
-        with err.status(f"{text} ..."):
-            yield
+        with err.status(f"{text} ...") as status:
+            yield lambda more: status.update(f"{text} ... {more}")
         err.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - t:.1f} s)[/dim]")
 
     def done(self, text: str):
         if not self.quiet:
             err.print(f"{text} [dim](total {time.perf_counter() - self.t0:.1f} s)[/dim]")
+
+
+def _iterations(say, warmup: int):
+    """A fit progress callback that writes 'warm-up 150/500' or 'sampling 200/500' into a stage."""
+
+    def update(done: int, total: int):
+        say(f"warm-up {done}/{warmup}" if done <= warmup else f"sampling {done - warmup}/{total - warmup}")
+
+    return update
 
 
 def _load(path: Path):
@@ -175,8 +184,9 @@ def run(
                 settings = FitSettings(chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed)
                 fits = []
                 for variant in dict.fromkeys([cfg.model.variant, FOIL.get(cfg.model.variant, "schema_ungated")]):
-                    with rep.stage(f"fit {variant} (NUTS, {chains} chains x {warmup} + {draws})"):
-                        outcome = fit_to_folder(made["tables"], cfg, variant, folder / f"fit-{variant}", settings)
+                    with rep.stage(f"fit {variant} (NUTS, {chains} chains x {warmup} + {draws})") as say:
+                        outcome = fit_to_folder(made["tables"], cfg, variant, folder / f"fit-{variant}", settings,
+                                                progress=_iterations(say, warmup))
                     _report_fit(outcome, rep)
                     failed += [f"{variant}: {f}" for f in outcome.failures]
                     fits.append(outcome.folder)
@@ -321,8 +331,8 @@ def fit_cmd(
         settings = FitSettings(method=method, chains=chains, warmup=warmup, draws=draws, seed=seed)
         label = "SVI, approximate" if method == "svi" else f"NUTS, {chains} chains x {warmup} + {draws}"
         with atomic_dir(target, overwrite=force) as folder:
-            with rep.stage(f"fit {variant} ({label})"):
-                outcome = fit_to_folder(tabs, cfg, variant, folder, settings)
+            with rep.stage(f"fit {variant} ({label})") as say:
+                outcome = fit_to_folder(tabs, cfg, variant, folder, settings, progress=_iterations(say, warmup))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     outcome = outcome.__class__(target, outcome.variant, outcome.passed, outcome.failures, outcome.seconds)

@@ -62,8 +62,11 @@ def flag_text(failures: list[str]) -> str | None:
     return "FIT FAILED DIAGNOSTICS: " + "; ".join(failures[:2]) + (" ..." if len(failures) > 2 else "")
 
 
-def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSettings, progress: bool = False) -> FitOutcome:
-    """Fit ``variant`` and write its fit folder contents into ``out`` (the caller makes it atomic)."""
+def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSettings, progress=False) -> FitOutcome:
+    """Fit ``variant`` and write its fit folder contents into ``out`` (the caller makes it atomic).
+
+    ``progress``: as :func:`plasticity_rl.inference.fit` (False, True or a callable(done, total)).
+    """
     import time
 
     from plasticity_rl.inference import diagnose, fit

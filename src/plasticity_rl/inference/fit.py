@@ -7,6 +7,8 @@ guarantee, so ``chain_method="auto"`` picks ``"parallel"`` when there are enough
 ``"vectorized"`` otherwise: the chains then run as one batched program (one vmap over chains)
 on whatever cores XLA uses, instead of sequentially. A CLI that wants true parallel chains calls
 ``numpyro.set_host_device_count(n)`` first thing. The choice made is in ``idata.attrs``.
+Parallel chains run through :mod:`plasticity_rl.inference.chains` (NumPyro's NUTS kernel in a
+pmap that takes the data as an argument), so fits of same-shaped data sets compile once.
 
 Groups of the returned InferenceData:
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from functools import partial
-from typing import Literal
+from typing import Callable, Literal
 
 import arviz as az
 import jax
@@ -38,6 +40,7 @@ from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
 from plasticity_rl.config import Config, config_to_yaml
+from plasticity_rl.inference.chains import run_parallel_nuts
 from plasticity_rl.inference.model import (
     ModelSpec,
     build,
@@ -119,23 +122,50 @@ def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per
 # ----------------------------------------------------------------------------- samplers
 
 
-def _run_nuts(model, x, init, chains, warmup, draws, seed, progress, chain_method, target_accept,
-              max_tree_depth):
-    kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                  init_strategy=init_to_value(values=init))
-    # Data as arguments of the compiled sampler, not constants inside it: a data set of the same
-    # shape then reuses the compilation (in memory, and via JAX's persistent cache across
-    # processes). NumPyro cannot do this for parallel (pmap) chains.
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method=chain_method, progress_bar=progress,
-                jit_model_args=chain_method != "parallel")
-    mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS))
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    extra = mcmc.get_extra_fields(group_by_chain=True)
+def _numpyro_stats(extra: dict) -> dict:
     stats = {_STATS[k]: np.asarray(v) for k, v in extra.items()}
     stats["lp"] = -stats["lp"]  # arviz: lp is the log density, numpyro stores the potential
     stats["tree_depth"] = np.floor(np.log2(np.maximum(stats["n_steps"], 1))).astype(np.int64) + 1
-    return samples, stats, {}
+    return stats
+
+
+def _run_nuts(model, spec, x, init, chains, warmup, draws, seed, progress, chain_method, target_accept,
+              max_tree_depth):
+    if chain_method == "parallel":
+        # Our own pmap of NumPyro's NUTS kernel, with the data as an argument: another data set
+        # of the same shape reuses the compilation (inference/chains.py). Same sampler as MCMC.
+        samples, extra = run_parallel_nuts(spec, x, init, chains, warmup, draws, seed, target_accept,
+                                           max_tree_depth, on_progress=_progress_callback(progress, chains))
+        return samples, _numpyro_stats(extra), {}
+    kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
+                  init_strategy=init_to_value(values=init))
+    # Data as arguments of the compiled sampler, not constants inside it: a data set of the same
+    # shape then reuses the compilation (in memory, and via JAX's persistent cache across processes).
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method=chain_method, progress_bar=progress is True, jit_model_args=True)
+    mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS))
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    return samples, _numpyro_stats(mcmc.get_extra_fields(group_by_chain=True)), {}
+
+
+def _progress_callback(progress, chains: int):
+    """``progress``: False, True (a bar on stderr) or a callable(done, total) of iterations."""
+    if callable(progress):
+        return progress
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = {}
+
+    def update(done, total):
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=f"NUTS, {chains} parallel chains", unit="it")
+        bar["bar"].update(done - bar["bar"].n)
+        if done >= total:
+            bar["bar"].close()
+
+    return update
 
 
 def _run_svi(model, x, init, draws_total, seed, progress, steps, guide_kind, learning_rate):
@@ -144,7 +174,7 @@ def _run_svi(model, x, init, draws_total, seed, progress, steps, guide_kind, lea
     optim = numpyro.optim.ClippedAdam(step_size=learning_rate)
     svi = SVI(model, guide, optim, Trace_ELBO())
     k_fit, k_draw = jax.random.split(jax.random.key(seed))
-    result = svi.run(k_fit, steps, x, progress_bar=progress)
+    result = svi.run(k_fit, steps, x, progress_bar=progress is True)
     latent = guide.sample_posterior(k_draw, result.params, x, sample_shape=(draws_total,))
     samples = {k: np.asarray(v)[None] for k, v in latent.items()}  # one "chain"
     losses = np.asarray(result.losses, np.float64)
@@ -230,7 +260,7 @@ def fit(
     warmup: int = 500,
     draws: int = 500,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
     *,
     chain_method: ChainMethod = "auto",
     target_accept: float = 0.8,
@@ -244,6 +274,8 @@ def fit(
     ``method="svi"`` is an approximation (mean-field ``AutoNormal`` or full-rank
     ``AutoMultivariateNormal``); its InferenceData says so in ``attrs["approximate"]`` and holds
     ``chains * draws`` guide draws as one chain, with no sample_stats.
+    ``progress``: True shows a progress bar; a callable gets ``(iterations done, total)``
+    (parallel chains: after every chunk of iterations).
     """
     if method not in ("nuts", "svi"):
         raise ValueError(f"method {method!r}; allowed: 'nuts' (default) or 'svi' (approximate)")
@@ -266,7 +298,7 @@ def fit(
     t0 = time.perf_counter()
     if method == "nuts":
         cm = resolve_chain_method(chains, chain_method)
-        samples, stats, info = _run_nuts(model, x, init, chains, warmup, draws, seed, progress, cm,
+        samples, stats, info = _run_nuts(model, spec, x, init, chains, warmup, draws, seed, progress, cm,
                                          target_accept, max_tree_depth)
         attrs.update({"approximate": "no", "chains": chains, "warmup": warmup, "draws": draws,
                       "chain_method": cm, "target_accept": target_accept,

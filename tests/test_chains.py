@@ -1,0 +1,106 @@
+"""Parallel chains with the data as an argument: NumPyro's draws, compiled once per data shape.
+
+The pytest process has one JAX device, so the parallel path runs in a subprocess given four
+host devices (as the CLI and the notebooks give themselves).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from plasticity_rl.config import bundled_config_path, load_config
+
+_SCRIPT = r"""
+import json, logging, sys
+import numpyro
+numpyro.set_host_device_count(4)
+import jax, numpy as np
+from numpyro.infer import MCMC, NUTS, init_to_value
+from plasticity_rl.config import config_from_dict
+from plasticity_rl.simulate import simulate
+from plasticity_rl.inference import fit
+from plasticity_rl.inference.chains import run_parallel_nuts
+from plasticity_rl.inference.model import build, init_values
+from plasticity_rl.inference.prepare import prepare
+
+raw = json.loads(sys.argv[1])
+def cohort(seed):
+    raw["experiment"]["seed"] = seed
+    return simulate(config_from_dict(raw))
+
+# 1. Same kernel, same keys: with no warm-up (nothing to adapt) the draws equal MCMC's.
+fd = prepare(cohort(1))
+model, spec, x = build(fd)
+init = init_values(spec, fd.n_patients)
+ours, stats = run_parallel_nuts(spec, x, init, chains=4, warmup=0, draws=8, seed=5)
+mcmc = MCMC(NUTS(model, init_strategy=init_to_value(values=init)), num_warmup=0, num_samples=8,
+            num_chains=4, chain_method="parallel", progress_bar=False)
+mcmc.run(jax.random.key(5), x, extra_fields=("num_steps",))
+theirs = mcmc.get_samples(group_by_chain=True)
+worst = max(float(np.max(np.abs(ours[k] - np.asarray(theirs[k])))) for k in ours)
+same_steps = bool(np.array_equal(stats["num_steps"], np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])))
+
+# 2. A second data set of the same shape compiles nothing.
+seen = []
+fit(cohort(1), warmup=10, draws=10, seed=0)
+class Log(logging.Handler):
+    def emit(self, record):
+        seen.append(record.getMessage())
+logging.getLogger("jax").addHandler(Log())
+logging.getLogger("jax").setLevel(logging.DEBUG)
+jax.config.update("jax_log_compiles", True)
+idata = fit(cohort(2), warmup=10, draws=10, seed=0)
+compiles = [m[:120] for m in seen if m.startswith("Compiling")]
+seen.clear()
+jax.jit(lambda v: v * 3 + 1)(2.0)  # control: a new program is logged
+control = [m for m in seen if m.startswith("Compiling")]
+print(json.dumps({"keys": sorted(ours), "mcmc_keys": sorted(theirs), "worst": worst, "same_steps": same_steps,
+                  "compiles": compiles, "control": len(control),
+                  "chain_method": idata.posterior.attrs["chain_method"],
+                  "draws": list(idata.posterior["mu_A"].shape)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def parallel_result():
+    raw = load_config(bundled_config_path("flagship")).model_dump(mode="json")
+    raw["experiment"]["patients_per_arm"] = 2
+    raw["experiment"]["days"] = 28
+    raw["observations"]["visits"]["days"] = [0, 7, 28]
+    done = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(raw)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_parallel_chains_draw_what_numpyro_mcmc_draws(parallel_result):
+    latent = set(parallel_result["keys"])
+    assert latent and latent <= set(parallel_result["mcmc_keys"])  # MCMC adds deterministic sites
+    # the same arithmetic compiled into a different program: equal up to float32 rounding
+    assert parallel_result["worst"] < 1e-5
+    assert parallel_result["same_steps"]
+
+
+def test_a_second_data_set_of_the_same_shape_compiles_nothing(parallel_result):
+    assert parallel_result["control"] >= 1, "the compile log was not captured"
+    assert parallel_result["compiles"] == []
+    assert parallel_result["chain_method"] == "parallel"
+    assert parallel_result["draws"] == [4, 10]
+
+
+def test_parallel_chains_need_a_device_per_chain(flagship_sim):
+    import jax
+
+    from plasticity_rl.inference.chains import run_parallel_nuts
+    from plasticity_rl.inference.model import build, init_values
+    from plasticity_rl.inference.prepare import prepare
+
+    fd = prepare(flagship_sim)
+    _, spec, x = build(fd)
+    chains = jax.local_device_count() + 1
+    with pytest.raises(ValueError, match=f"{chains} chains, {chains - 1} devices"):
+        run_parallel_nuts(spec, x, init_values(spec, fd.n_patients), chains, 10, 10, 0)
