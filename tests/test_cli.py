@@ -111,6 +111,14 @@ def test_missing_config_file_exits_2(tmp_path):
     assert "no such config file" in res.output
 
 
+@pytest.mark.parametrize("command", ["run", "fit", "recover", "sbc"])
+def test_target_accept_out_of_range_exits_2_naming_the_option(command, tmp_path):
+    target = str(tmp_path) if command == "fit" else str(bundled_config_path("flagship"))
+    res = runner.invoke(app, [command, target, "--target-accept", "1.5"])
+    assert res.exit_code == 2
+    assert "--target-accept" in res.output and "0.99" in res.output
+
+
 def test_validate_show_prints_resolved_config():
     res = runner.invoke(app, ["validate", str(bundled_config_path("flagship")), "--show"])
     assert res.exit_code == 0

@@ -50,3 +50,21 @@ def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tmp_path):
     assert expected <= set(res["ranks"])
     ranks = np.array(list(res["ranks"].values()))
     assert ranks.min() >= 0 and ranks.max() <= 19 and res["n_draws"] == 19
+
+
+def test_coverage_of_a_true_value_on_its_supports_bound_is_undefined_not_zero():
+    import pandas as pd
+
+    from plasticity_rl.recovery import summarise_recovery
+
+    rows = []
+    for k in range(4):  # omega = 1 (flagship) can never be inside a central interval; kappa can
+        rows.append({"level": "group", "parameter": "omega", "patient": -1, "true": 1.0,
+                     "mean": 0.93, "low": 0.85, "high": 0.99})
+        rows.append({"level": "group", "parameter": "kappa", "patient": -1, "true": 0.3,
+                     "mean": 0.31, "low": 0.2, "high": 0.4})
+    summary = summarise_recovery(pd.DataFrame(rows)).set_index("parameter")
+    assert np.isnan(summary.loc["omega", "coverage_90"])
+    assert "bound" in summary.loc["omega", "note"]
+    assert abs(summary.loc["omega", "bias"] - (-0.07)) < 1e-9
+    assert summary.loc["kappa", "coverage_90"] == 1.0 and summary.loc["kappa", "note"] == ""

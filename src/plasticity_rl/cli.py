@@ -31,6 +31,8 @@ ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).", sho
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the output path.")]
 Chains = Annotated[int, typer.Option(min=1, help="NUTS chains.")]
 Warmup = Annotated[int, typer.Option(min=0, help="NUTS warm-up draws per chain.")]
+TargetAccept = Annotated[float, typer.Option("--target-accept", min=0.5, max=0.99,
+                                             help="NUTS target acceptance (raise it if a fit diverges).")]
 Draws = Annotated[int, typer.Option(min=1, help="Posterior draws per chain.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit with code 3 if a fit fails its diagnostics.")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler (default: a LocalCluster).")]
@@ -159,6 +161,7 @@ def run(
     chains: Chains = 4,
     warmup: Warmup = 500,
     draws: Draws = 500,
+    target_accept: TargetAccept = 0.8,
     strict: Strict = False,
     quiet: Quiet = False,
 ):
@@ -181,7 +184,8 @@ def run(
             write_run_metadata(folder, cfg)
             made = _simulate_and_write(cfg, folder, rep, figures)
             if fit:
-                settings = FitSettings(chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed)
+                settings = FitSettings(chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed,
+                                       target_accept=target_accept)
                 fits = []
                 for variant in dict.fromkeys([cfg.model.variant, FOIL.get(cfg.model.variant, "schema_ungated")]):
                     with rep.stage(f"fit {variant} (NUTS, {chains} chains x {warmup} + {draws})") as say:
@@ -306,6 +310,7 @@ def fit_cmd(
     chains: Chains = 4,
     warmup: Warmup = 500,
     draws: Draws = 500,
+    target_accept: TargetAccept = 0.8,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Fit folder (default: DATA/fit-<variant>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the fit folder if it exists.")] = False,
@@ -328,7 +333,8 @@ def fit_cmd(
         except ValueError as exc:
             raise ConfigError([f"--variant: {exc}"]) from None
         target = out or data / f"fit-{variant}"
-        settings = FitSettings(method=method, chains=chains, warmup=warmup, draws=draws, seed=seed)
+        settings = FitSettings(method=method, chains=chains, warmup=warmup, draws=draws, seed=seed,
+                               target_accept=target_accept)
         label = "SVI, approximate" if method == "svi" else f"NUTS, {chains} chains x {warmup} + {draws}"
         with atomic_dir(target, overwrite=force) as folder:
             with rep.stage(f"fit {variant} ({label})") as say:
@@ -368,6 +374,7 @@ def recover(
     chains: Chains = 2,
     warmup: Warmup = 300,
     draws: Draws = 300,
+    target_accept: TargetAccept = 0.8,
     out: Annotated[Path, typer.Option("--out", "-o", help="Study folder (rerun to resume: finished fits are skipped).")] = Path("recovery"),
     scheduler: Scheduler = None,
     workers: Workers = None,
@@ -379,7 +386,8 @@ def recover(
 
     try:
         cfg = _load(config)
-        table, summary = run_recovery(cfg, datasets, out, FitSettings(chains=chains, warmup=warmup, draws=draws),
+        settings = FitSettings(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept)
+        table, summary = run_recovery(cfg, datasets, out, settings,
                                       scheduler=scheduler, n_workers=workers, progress=not quiet)
         table.to_csv(out / "recovery.csv", index=False)
         summary.to_csv(out / "recovery_summary.csv", index=False)
@@ -401,6 +409,7 @@ def sbc(
     chains: Chains = 2,
     warmup: Warmup = 300,
     draws: Draws = 300,
+    target_accept: TargetAccept = 0.8,
     out: Annotated[Path, typer.Option("--out", "-o", help="Study folder (rerun to resume).")] = Path("sbc"),
     scheduler: Scheduler = None,
     workers: Workers = None,
@@ -412,7 +421,8 @@ def sbc(
 
     try:
         cfg = _load(config)
-        ranks, uniformity = run_sbc(cfg, reps, out, FitSettings(chains=chains, warmup=warmup, draws=draws),
+        settings = FitSettings(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept)
+        ranks, uniformity = run_sbc(cfg, reps, out, settings,
                                     scheduler=scheduler, n_workers=workers, progress=not quiet)
         ranks.to_csv(out / "sbc_ranks.csv", index=False)
         uniformity.to_csv(out / "sbc_uniformity.csv", index=False)

@@ -27,6 +27,7 @@ class FitSettings:
     warmup: int = 500
     draws: int = 500
     seed: int = 0
+    target_accept: float = 0.8  # NUTS target acceptance; raise it (0.9, 0.95) if a fit diverges
     integrated_loo: bool = True  # write loo_marginal.nc for compare (inference/marginal.py)
 
 
@@ -73,7 +74,8 @@ def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSetti
 
     t0 = time.perf_counter()
     idata = fit(tabs, cfg, variant=variant, method=settings.method, chains=settings.chains,
-                warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress)
+                warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress,
+                target_accept=settings.target_accept)
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "posterior.nc"))
     marginal_seconds = None

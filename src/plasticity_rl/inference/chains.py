@@ -15,8 +15,8 @@ the same seed up to float32 rounding (tested). With warm-up those rounding diffe
 same arithmetic, compiled into a different program) grow along NUTS's chaotic trajectories, so
 the chains are the same sampler but not the same numbers.
 
-The chain is advanced in chunks of iterations, so a caller can show progress between chunks;
-a chunk is one compiled program reused for warm-up and sampling.
+The chains advance in chunks of iterations (one compiled program reused for warm-up and
+sampling), so a caller can show progress between chunks.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ from plasticity_rl.inference.model import ModelSpec, belief_model
 
 # HMCState field -> name in the returned stats (the names fit.py's _STATS maps to ArviZ names)
 FIELDS = ("diverging", "energy", "potential_energy", "num_steps", "accept_prob", "adapt_state.step_size")
-MAX_CHUNK = 50  # iterations per compiled call: progress every few seconds at flagship size
+# Iterations per compiled call: progress every few seconds at flagship size. Chains wait for
+# each other at the end of each chunk; measured cost: none (20 patients, 4 chains x (200 + 200):
+# 69.8 s in chunks of 50 vs 69.1 s in one chunk per phase).
+MAX_CHUNK = 50
 
 
 class Program(NamedTuple):
@@ -49,7 +52,7 @@ class Program(NamedTuple):
 def chunk_length(warmup: int, draws: int) -> int:
     """The longest chunk up to MAX_CHUNK that divides both phases (one compiled length)."""
     g = math.gcd(int(warmup), int(draws))
-    return max(d for d in range(1, MAX_CHUNK + 1) if g % d == 0)
+    return max(d for d in range(1, min(g, MAX_CHUNK) + 1) if g % d == 0)
 
 
 def _site_transforms(model, x) -> dict:

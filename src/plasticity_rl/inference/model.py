@@ -178,6 +178,20 @@ def patient_log_lik(spec: ModelSpec, theta: dict, x: ModelInputs, traj=None):
 # ----------------------------------------------------------------------------- the model
 
 
+def support_bounds(name: str) -> tuple[float, float]:
+    """Lower and upper bound of a sampled group-level site's support under the priors below.
+
+    Group parameters (kappa, epsilon, omega, alpha_T) live in (0, 1); SDs, phi and sigmas are
+    positive; means of the per-patient parameters are unbounded. A true value on a bound (the
+    flagship's omega = 1) cannot sit inside any central posterior interval.
+    """
+    if name in ("kappa", "epsilon", "omega", "alpha_T"):
+        return 0.0, 1.0
+    if name.startswith("tau_") or name in ("phi", "sigma_baseline", "sigma_treated"):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
 def sample_params(spec: ModelSpec, n_patients: int) -> dict:
     """Sample sites for every parameter (priors); returns theta for :func:`patient_log_lik`."""
     model, pr = spec.belief_model, spec.priors

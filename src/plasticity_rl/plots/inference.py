@@ -30,6 +30,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.text import Annotation
@@ -37,6 +38,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 from scipy import stats
 
+from plasticity_rl.inference.model import support_bounds
 from plasticity_rl.plots.figures import ALPHA_LABEL, BELIEF_LABEL, DAYS_LABEL, _legend
 from plasticity_rl.plots.style import (
     FIGSIZE,
@@ -77,7 +79,9 @@ def _suptitle(fig: Figure, text: str, note: str | None) -> None:
     if not note:
         fig.suptitle(text)
         return
-    lines = textwrap.wrap(" ".join(str(note).split()), 80) or [str(note)]
+    size = FontProperties(size=mpl.rcParams["figure.titlesize"]).get_size_in_points()
+    width = max(30, int(fig.get_figwidth() * 72 / (0.6 * size)))  # characters that fit the figure
+    lines = textwrap.wrap(" ".join(str(note).split()), width) or [str(note)]
     sup = fig.suptitle("\n" * len(lines) + text)
     ann = Annotation("\n".join(lines), xy=(0.5, 1.0), xycoords=sup, ha="center", va="top",
                      fontsize=sup.get_fontsize(), fontweight="bold", color=TITLE_NOTE_COLOR,
@@ -454,7 +458,9 @@ def recovery_scatter(recovery: pd.DataFrame, *, title_note: str | None = None) -
             r = float(np.corrcoef(t, m)[0, 1]) if len(g) > 2 and np.std(t) > 0 and np.std(m) > 0 else np.nan
             cover = float(np.mean((t >= lo) & (t <= hi)))
             r_txt = f"r = {r:.2f}" if np.isfinite(r) else "r = n/a"
-            ax.set_title(f"{name} ({_param_unit(name)})\n{r_txt}, 90% coverage {cover:.0%}", fontsize=13)
+            bound = level == "group" and all(float(v) in support_bounds(name) for v in t)
+            cover_txt = "coverage n/a (true on bound)" if bound else f"90% coverage {cover:.0%}"
+            ax.set_title(f"{name} ({_param_unit(name)})\n{r_txt}, {cover_txt}", fontsize=13)
             ax.tick_params(labelsize=11)
             if bottom[k]:
                 ax.set_xlabel("true value (panel's units)", fontsize=13)
