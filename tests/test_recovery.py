@@ -41,6 +41,22 @@ def test_two_fit_recovery_on_a_local_cluster_completes_and_a_rerun_skips_both(tm
     assert [p.stat().st_mtime_ns for p in jobs] == stamps
 
 
+def test_sbc_command_writes_ranks_uniformity_and_says_which_fits_failed(tmp_path):
+    import pandas as pd
+
+    cfg, _ = tiny_config(tmp_path)
+    out = tmp_path / "sbc"
+    argv = ["sbc", str(cfg), "--reps", "2", "--workers", "2", "--out", str(out), "--quiet", *TINY_FIT]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    ranks = pd.read_csv(out / "sbc_ranks.csv")
+    assert set(ranks["replicate"]) == {"sbc-0000", "sbc-0001"}
+    assert not ranks["diagnostics_passed"].any()  # 1 chain x 20 draws: every fit fails, and says so
+    uniformity = pd.read_csv(out / "sbc_uniformity.csv")
+    assert (uniformity["failed_diagnostics"] == 2).all()
+    assert (out / "figures" / "sbc_ranks.png").is_file()
+
+
 def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tmp_path):
     _, data = tiny_config(tmp_path)
     cfg = config_from_dict(data).model_dump(mode="json")
@@ -50,6 +66,8 @@ def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tmp_path):
     assert expected <= set(res["ranks"])
     ranks = np.array(list(res["ranks"].values()))
     assert ranks.min() >= 0 and ranks.max() <= 19 and res["n_draws"] == 19
+    # 1 chain x 20 draws cannot pass the ESS thresholds: the replicate says so, and is kept
+    assert res["diagnostics_passed"] is False and res["diagnostics_failures"]
 
 
 def test_coverage_of_a_true_value_on_its_supports_bound_is_undefined_not_zero():

@@ -428,7 +428,9 @@ def sbc(
         uniformity.to_csv(out / "sbc_uniformity.csv", index=False)
         from plasticity_rl.plots import save_figure, sbc_ranks
 
-        save_figure(sbc_ranks(ranks), out / "figures", "sbc_ranks", ("png", "svg"))
+        failed = ranks.groupby("replicate")["diagnostics_passed"].first().eq(False)
+        note = f"{int(failed.sum())} OF {failed.size} FITS FAILED DIAGNOSTICS" if failed.any() else None
+        save_figure(sbc_ranks(ranks, title_note=note), out / "figures", "sbc_ranks", ("png", "svg"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     print(uniformity.round(4).to_string(index=False))

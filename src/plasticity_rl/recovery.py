@@ -154,6 +154,7 @@ def prior_draw(cfg: Config, variant: str, n_patients: int, seed: int) -> dict[st
 def sbc_job(cfg: dict, seed: int, fit: dict, thin_to: int) -> dict:
     """Draw from the prior, simulate with it, fit, and rank each true group parameter."""
     from plasticity_rl.data import tables
+    from plasticity_rl.inference import diagnose
     from plasticity_rl.inference import fit as fit_model
     from plasticity_rl.simulate import arm_of_patients, simulate
 
@@ -183,7 +184,9 @@ def sbc_job(cfg: dict, seed: int, fit: dict, thin_to: int) -> dict:
         draws = np.asarray(idata.posterior[name]).reshape(-1)
         draws = draws[np.linspace(0, draws.size - 1, thin_to).round().astype(int)]
         ranks[name] = int(np.sum(draws < float(value)))
-    return {"seed": seed, "ranks": ranks, "n_draws": thin_to, "seconds": time.perf_counter() - t0}
+    diag = diagnose(idata)  # a replicate whose fit failed is kept (dropping it would bias the ranks), but said
+    return {"seed": seed, "ranks": ranks, "n_draws": thin_to, "seconds": time.perf_counter() - t0,
+            "diagnostics_passed": bool(diag.passed), "diagnostics_failures": diag.failures}
 
 
 def sbc(cfg: Config, n_reps: int, out: Path, fit: FitSettings = FitSettings(), thin_to: int = 99,
@@ -196,12 +199,14 @@ def sbc(cfg: Config, n_reps: int, out: Path, fit: FitSettings = FitSettings(), t
                                           "fit": _fit_kwargs(fit), "thin_to": thin_to}) for k in range(n_reps)]
     results = run_jobs(jobs, Path(out) / "jobs", scheduler=scheduler, n_workers=n_workers,
                        progress=progress, description="SBC fits")
-    ranks = pd.DataFrame([{"parameter": p, "replicate": name, "rank": r, "n_draws": res["n_draws"]}
+    ranks = pd.DataFrame([{"parameter": p, "replicate": name, "rank": r, "n_draws": res["n_draws"],
+                           "diagnostics_passed": bool(res.get("diagnostics_passed", True))}
                           for name, res in results.items() for p, r in res["ranks"].items()])
     rows = []
     for name, g in ranks.groupby("parameter", sort=False):
         bins = max(2, min(20, len(g) // 5))
         counts, _ = np.histogram(g["rank"], bins=bins, range=(0, thin_to + 1))
         rows.append({"parameter": name, "replicates": len(g), "bins": bins,
-                     "chi2_p": float(chisquare(counts).pvalue)})
+                     "chi2_p": float(chisquare(counts).pvalue),
+                     "failed_diagnostics": int((~g["diagnostics_passed"]).sum())})
     return ranks, pd.DataFrame(rows)
