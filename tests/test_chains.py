@@ -53,7 +53,8 @@ class Log(logging.Handler):
 logging.getLogger("jax").addHandler(Log())
 logging.getLogger("jax").setLevel(logging.DEBUG)
 jax.config.update("jax_log_compiles", True)
-idata = fit(cohort(2), warmup=10, draws=10, seed=0)
+calls = []
+idata = fit(cohort(2), warmup=10, draws=10, seed=0, progress=lambda done, total: calls.append([done, total]))
 compiles = [m[:120] for m in seen if m.startswith("Compiling")]
 seen.clear()
 jax.jit(lambda v: v * 3 + 1)(2.0)  # control: a new program is logged
@@ -61,7 +62,7 @@ control = [m for m in seen if m.startswith("Compiling")]
 print(json.dumps({"keys": sorted(ours), "mcmc_keys": sorted(theirs), "worst": worst, "same_steps": same_steps,
                   "compiles": compiles, "control": len(control),
                   "chain_method": idata.posterior.attrs["chain_method"],
-                  "draws": list(idata.posterior["mu_A"].shape)}))
+                  "draws": list(idata.posterior["mu_A"].shape), "progress": calls}))
 """
 
 
@@ -90,6 +91,10 @@ def test_a_second_data_set_of_the_same_shape_compiles_nothing(parallel_result):
     assert parallel_result["compiles"] == []
     assert parallel_result["chain_method"] == "parallel"
     assert parallel_result["draws"] == [4, 10]
+
+
+def test_a_fit_reports_progress_after_each_chunk_of_iterations(parallel_result):
+    assert parallel_result["progress"] == [[10, 20], [20, 20]]  # chunks of 10: warm-up, then sampling
 
 
 def test_parallel_chains_need_a_device_per_chain(flagship_sim):
