@@ -74,6 +74,12 @@ def _iterations(say, warmup: int):
     return update
 
 
+def _failed_fits_note(table, fit_column: str) -> str | None:
+    """'k OF n FITS FAILED DIAGNOSTICS' for a recovery or SBC table (one fit per ``fit_column``)."""
+    failed = table.groupby(fit_column)["diagnostics_passed"].first().eq(False)
+    return f"{int(failed.sum())} OF {failed.size} FITS FAILED DIAGNOSTICS" if failed.any() else None
+
+
 def _load(path: Path):
     cfg = load_config(path)
     from plasticity_rl.schedule import build_schedules
@@ -393,8 +399,7 @@ def recover(
         summary.to_csv(out / "recovery_summary.csv", index=False)
         from plasticity_rl.plots import recovery_scatter, save_figure
 
-        failed = table.groupby("dataset")["diagnostics_passed"].first().eq(False)
-        note = f"{int(failed.sum())} OF {failed.size} FITS FAILED DIAGNOSTICS" if failed.any() else None
+        note = _failed_fits_note(table, "dataset")
         for level, g in table.groupby("level"):
             save_figure(recovery_scatter(g, title_note=note), out / "figures", f"recovery_{level}", ("png", "svg"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
@@ -428,8 +433,7 @@ def sbc(
         uniformity.to_csv(out / "sbc_uniformity.csv", index=False)
         from plasticity_rl.plots import save_figure, sbc_ranks
 
-        failed = ranks.groupby("replicate")["diagnostics_passed"].first().eq(False)
-        note = f"{int(failed.sum())} OF {failed.size} FITS FAILED DIAGNOSTICS" if failed.any() else None
+        note = _failed_fits_note(ranks, "replicate")
         save_figure(sbc_ranks(ranks, title_note=note), out / "figures", "sbc_ranks", ("png", "svg"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
