@@ -395,11 +395,7 @@ def worker_nutpie(folder: Path, a) -> dict:
     trace = nutpie.sample(compiled, draws=a.draws, tune=a.warmup, chains=a.chains, cores=a.cores,
                           seed=a.seed, progress_bar=False)
     sampling_s = time.perf_counter() - t1
-    draws = {n: trace.posterior[n].values for n in GROUP}
-    save_draws(folder, "nutpie", draws)
-    div = int(trace.sample_stats["diverging"].values.sum())
-    return {"compile_s": compile_s, "sampling_s": sampling_s, "divergences": div,
-            "summary": summarise(draws), "dtype": "float64", "backend": "numba"}
+    return _pymc_trace_result(folder, "nutpie", trace, compile_s, sampling_s, backend="numba")
 
 
 def worker_pymc(folder: Path, a) -> dict:
@@ -416,11 +412,16 @@ def worker_pymc(folder: Path, a) -> dict:
         trace = pm.sample(draws=a.draws, tune=a.warmup, chains=a.chains, cores=a.cores, random_seed=a.seed,
                           progressbar=False, compute_convergence_checks=False)
     sampling_s = time.perf_counter() - t1
+    return _pymc_trace_result(folder, "pymc", trace, compile_s, sampling_s, backend="C")
+
+
+def _pymc_trace_result(folder: Path, engine: str, trace, compile_s: float, sampling_s: float, backend: str) -> dict:
+    """Save an ArviZ trace's group draws and return the worker's record (nutpie and PyMC)."""
     draws = {n: trace.posterior[n].values for n in GROUP}
-    save_draws(folder, "pymc", draws)
+    save_draws(folder, engine, draws)
     div = int(trace.sample_stats["diverging"].values.sum())
     return {"compile_s": compile_s, "sampling_s": sampling_s, "divergences": div,
-            "summary": summarise(draws), "dtype": "float64", "backend": "C"}
+            "summary": summarise(draws), "dtype": "float64", "backend": backend}
 
 
 # ----------------------------------------------------------------------------- check workers

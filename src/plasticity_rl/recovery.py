@@ -89,25 +89,20 @@ def recovery_job(cfg: dict, seed: int, fit: dict) -> dict:
             "diagnostics_failures": diag.failures, "seconds": time.perf_counter() - t0}
 
 
-def on_support_boundary(level: str, name: str, true: float) -> bool:
-    """True when a group parameter's generating value sits on a bound of its support."""
-    from plasticity_rl.inference.model import support_bounds
-
-    return level == "group" and float(true) in support_bounds(name)
-
-
 def summarise_recovery(table: pd.DataFrame) -> pd.DataFrame:
     """Per parameter: Pearson r (true vs posterior mean), bias, 90% interval coverage.
 
     Coverage is NaN (with a note) for a true value on a bound of the parameter's support,
     which no central interval can contain: judge such a parameter by its bias.
     """
+    from plasticity_rl.inference.model import true_on_support_bound
+
     out = []
     for (level, name), g in table.groupby(["level", "parameter"], sort=False):
         r = float(np.corrcoef(g["true"], g["mean"])[0, 1]) if len(g) > 2 and g["true"].std() > 0 else np.nan
         covered = float(((g["true"] >= g["low"]) & (g["true"] <= g["high"])).mean())
         note = ""
-        if all(on_support_boundary(level, name, t) for t in g["true"]):
+        if true_on_support_bound(level, name, g["true"]):
             covered = np.nan
             note = f"true value {g['true'].iloc[0]:g} is on the support's bound: coverage undefined, see bias"
         out.append({"level": level, "parameter": name, "n": len(g), "r": r,

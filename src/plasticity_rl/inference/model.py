@@ -192,6 +192,11 @@ def support_bounds(name: str) -> tuple[float, float]:
     return -math.inf, math.inf
 
 
+def true_on_support_bound(level: str, name: str, true_values) -> bool:
+    """Whether every generating value of a group parameter sits on a bound of its support."""
+    return level == "group" and all(float(v) in support_bounds(name) for v in true_values)
+
+
 def sample_params(spec: ModelSpec, n_patients: int) -> dict:
     """Sample sites for every parameter (priors); returns theta for :func:`patient_log_lik`."""
     model, pr = spec.belief_model, spec.priors

@@ -38,7 +38,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 from scipy import stats
 
-from plasticity_rl.inference.model import support_bounds
+from plasticity_rl.inference.model import true_on_support_bound
 from plasticity_rl.plots.figures import ALPHA_LABEL, BELIEF_LABEL, DAYS_LABEL, _legend
 from plasticity_rl.plots.style import (
     FIGSIZE,
@@ -458,8 +458,8 @@ def recovery_scatter(recovery: pd.DataFrame, *, title_note: str | None = None) -
             r = float(np.corrcoef(t, m)[0, 1]) if len(g) > 2 and np.std(t) > 0 and np.std(m) > 0 else np.nan
             cover = float(np.mean((t >= lo) & (t <= hi)))
             r_txt = f"r = {r:.2f}" if np.isfinite(r) else "r = n/a"
-            bound = level == "group" and all(float(v) in support_bounds(name) for v in t)
-            cover_txt = "coverage n/a (true on bound)" if bound else f"90% coverage {cover:.0%}"
+            on_bound = true_on_support_bound(level, name, t)
+            cover_txt = "coverage n/a (true on bound)" if on_bound else f"90% coverage {cover:.0%}"
             ax.set_title(f"{name} ({_param_unit(name)})\n{r_txt}, {cover_txt}", fontsize=13)
             ax.tick_params(labelsize=11)
             if bottom[k]:
