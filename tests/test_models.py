@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from plasticity_rl.models import MODELS, get_model, run_beliefs
-from plasticity_rl.models.base import delta_rule, repeated_delta_rule, sequential_updates, Beliefs
+from plasticity_rl.models.base import Beliefs, delta_rule, repeated_delta_rule, sequential_updates, session_maps
 
 # One jitted recurrence per variant; tests reuse a few fixed shapes so nothing recompiles per case.
 run = jax.jit(run_beliefs, static_argnums=0)
@@ -29,6 +29,7 @@ def logit(p: float) -> float:
 
 
 def run_np(name, p, g, gate, o, cs, n):
+    """run_beliefs as the simulator and the likelihood call it: every step may hold a session."""
     out = run(
         MODELS[name],
         {k: jnp.float32(v) for k, v in p.items()},
@@ -37,6 +38,7 @@ def run_np(name, p, g, gate, o, cs, n):
         jnp.asarray(o, jnp.float32),
         jnp.asarray(cs, jnp.float32),
         jnp.asarray(n, jnp.int32),
+        session_steps=jnp.arange(len(o)),
     )
     return {k: None if v is None else np.asarray(v, np.float64) for k, v in out._asdict().items()}
 
@@ -253,6 +255,86 @@ def test_schema_everyday_update_stays_in_unit_interval_when_alpha_plus_kappa_exc
     p = {**PARAMS, "logit_alpha0": logit(0.95), "A": 0.0, "logit_S0": -2.0, "V0_offset": 0.0, "kappa": 0.5}
     out = run_np("schema", p, [0.0] * 6, [0.0] * 6, [1, 0, 1, 0, 1, 0], [[0] * 4] * 6, [0] * 6)
     assert np.all((out["V"] > 0) & (out["V"] < 1)), out["V"]
+
+
+# --------------------------------------------------------------------------- the two session paths
+
+# Every registered session is affine in the beliefs for outcomes in {0, 1} (the only ones the
+# tables allow): even alpha+ / alpha- pick their rate by the outcome, since V lies in (0, 1).
+AFFINE = [n for n in VARIANTS if MODELS[n].affine_session]
+
+
+def _random_session(name, seed, shape=(64,), n_max=4):
+    rng = np.random.default_rng(seed)
+    m = get_model(name)
+    p = {k: jnp.asarray(v + 0.5 * rng.normal(size=shape), jnp.float32) for k, v in params_for(m).items()
+         if k in m.patient_params}
+    p.update({k: jnp.float32(v) for k, v in params_for(m).items() if k not in m.patient_params})
+    r = m.rates(p, jnp.asarray(rng.uniform(0, 1, shape), jnp.float32), jnp.zeros(shape, jnp.float32))
+    cs = jnp.asarray(rng.integers(0, 2, shape + (n_max,)), jnp.float32)
+    n = jnp.asarray(rng.integers(0, n_max + 1, shape), jnp.int32)
+    state = Beliefs(*(jnp.asarray(rng.uniform(0.01, 0.99, shape), jnp.float32) for _ in range(2)))
+    if not m.has_schema:
+        state = Beliefs(state.V, state.V)
+    return m, p, r, cs, n, state
+
+
+def _apply(maps, k, state):
+    m = jax.tree.map(lambda a: a[k], maps)
+    return Beliefs(m.VV * state.V + m.VS * state.S + m.bV, m.SV * state.V + m.SS * state.S + m.bS)
+
+
+@pytest.mark.parametrize("name", AFFINE)
+def test_session_map_equals_the_session_at_any_state(name):
+    # run_beliefs replaces an affine model's session by the map read off it at state 0; that map
+    # must reproduce the session at every other state in (0, 1), for every count n (0 included).
+    m, p, r, cs, n, state = _random_session(name, seed=1)
+    maps = session_maps(m, p, jax.tree.map(lambda a: a[None], r), cs[None], n[None])
+    want = m.session(state, cs, n, r, p)
+    got = _apply(maps, 0, state)
+    np.testing.assert_allclose(got.V, want.V, atol=2e-7)
+    np.testing.assert_allclose(got.S, want.S, atol=2e-7)
+    identity = _apply(maps, 1, state)  # the extra entry: no session
+    np.testing.assert_array_equal(identity.V, state.V)
+    np.testing.assert_array_equal(identity.S, state.S)
+
+
+@pytest.mark.parametrize("name", AFFINE)
+def test_mapped_and_branching_loops_give_the_same_beliefs_and_gradients(name):
+    # The mapped loop (the simulator's and the likelihood's) is differentiated by its own adjoint
+    # recurrence; the branching loop by JAX. Same trajectories and same gradients, for a small
+    # cohort with sessions at a few steps (and a scheduled step nobody attended).
+    rng = np.random.default_rng(3)
+    m = get_model(name)
+    P, T, n_max = 5, 40, 4
+    base = params_for(m)
+    p = {k: jnp.asarray(base[k] + 0.4 * rng.normal(size=P), jnp.float32) for k in m.patient_params}
+    p.update({k: jnp.float32(base[k]) for k in base if k not in m.patient_params})
+    g = jnp.asarray(np.exp(-np.abs(np.arange(T) - 10) / 6.0) * np.ones((P, 1)), jnp.float32)
+    gate = jnp.zeros((P, T), jnp.float32).at[:, 9].set(0.7)
+    o = jnp.asarray(rng.integers(0, 2, (P, T)), jnp.float32)
+    steps = jnp.array([12, 20, 21, 30], jnp.int32)
+    n = jnp.zeros((P, T), jnp.int32).at[:, steps[:3]].set(jnp.asarray(rng.integers(0, n_max + 1, (P, 3))))
+    cs = jnp.asarray(rng.integers(0, 2, (P, T, n_max)), jnp.float32)
+
+    def beliefs(p, mapped):
+        tr = run_beliefs(m, p, g, gate, o, cs, n, session_steps=steps if mapped else None)
+        return tr.V, tr.S
+
+    def loss(p, mapped):
+        V, S = beliefs(p, mapped)
+        w = jnp.linspace(0.5, 1.5, V.size).reshape(V.shape)
+        return jnp.sum(w * jnp.log(V)) + jnp.sum(jnp.sin(3.0 * S))
+
+    for a, b in zip(jax.jit(beliefs, static_argnums=1)(p, True), jax.jit(beliefs, static_argnums=1)(p, False)):
+        np.testing.assert_allclose(a, b, atol=5e-7)
+    ga = jax.jit(jax.grad(loss), static_argnums=1)(p, True)
+    gb = jax.jit(jax.grad(loss), static_argnums=1)(p, False)
+    assert set(ga) == set(gb)
+    for k in gb:
+        scale = float(jnp.max(jnp.abs(gb[k])))
+        assert scale > 0 or k in ("mu_o", "V0_offset"), k
+        np.testing.assert_allclose(ga[k], gb[k], rtol=0, atol=1e-5 * max(scale, 1.0), err_msg=k)
 
 
 # --------------------------------------------------------------------------- properties

@@ -192,14 +192,20 @@ def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: Ar
     return Experiences(everyday, *_session_experiences(k_corrective, k_attend, arm_index, inputs, n_max=n_max))
 
 
+def scheduled_session_steps(inputs: ArmInputs) -> np.ndarray:
+    """(K,) int32: the steps where some arm schedules a session (host-side: K fixes shapes)."""
+    return np.flatnonzero(np.any(np.asarray(inputs.session_n) > 0, axis=0)).astype(np.int32)
+
+
 @partial(jax.jit, static_argnames=("model",))
-def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences) -> Trajectory:
+def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences,
+                   session_steps) -> Trajectory:
     """:func:`run_beliefs` for every patient, each reading its arm's plasticity window.
 
     Patients go through ``run_beliefs`` in blocks of ``BLOCK`` (the last block overlaps the one
     before it rather than being padded, so nothing is copied), one scan over time per block with
     a batched carry: the same function the likelihood calls, organised so each block's arrays
-    stay in cache.
+    stay in cache. ``session_steps``: :func:`scheduled_session_steps`.
     """
     N = arm_index.shape[0]
     B = min(BLOCK, N)
@@ -209,12 +215,13 @@ def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp
         take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, B)  # noqa: E731
         p, arm = jax.tree.map(take, params), take(arm_index)
         traj = run_beliefs(model, p, inputs.g_k[arm], inputs.gate[arm], take(exp.everyday),
-                           take(exp.corrective), take(exp.n_corr))
+                           take(exp.corrective), take(exp.n_corr), session_steps=session_steps)
         return jax.tree.map(lambda o, t: jax.lax.dynamic_update_slice_in_dim(o, t, start, 0), out, traj)
 
     first = jax.eval_shape(lambda: run_beliefs(model, jax.tree.map(lambda v: v[:B], params),
                                                inputs.g_k[arm_index[:B]], inputs.gate[arm_index[:B]],
-                                               exp.everyday[:B], exp.corrective[:B], exp.n_corr[:B]))
+                                               exp.everyday[:B], exp.corrective[:B], exp.n_corr[:B],
+                                               session_steps=session_steps))
     out = jax.tree.map(lambda s: jnp.zeros((N,) + s.shape[1:], s.dtype), first)
     return jax.lax.fori_loop(0, -(-N // B), one_block, out)
 
@@ -223,8 +230,8 @@ def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp
 def _sharded_beliefs(model: BeliefModel, n_devices: int):
     """cohort_beliefs with patients split over ``n_devices`` local devices (one thread each)."""
     mesh, split, whole = _patient_mesh(n_devices)
-    body = jax.shard_map(lambda p, a, i, e: cohort_beliefs(model, p, a, i, e), mesh=mesh,
-                         in_specs=(split, split, whole, split), out_specs=split, check_vma=False)
+    body = jax.shard_map(lambda p, a, i, e, k: cohort_beliefs(model, p, a, i, e, k), mesh=mesh,
+                         in_specs=(split, split, whole, split, whole), out_specs=split, check_vma=False)
     return jax.jit(body)
 
 
@@ -232,11 +239,12 @@ def cohort_beliefs_on_devices(model: BeliefModel, params, arm_index, inputs: Arm
     """:func:`cohort_beliefs`, split over all local devices when there are several (same numbers)."""
     N = int(arm_index.shape[0])
     D = _devices_for(N)
+    steps = jnp.asarray(scheduled_session_steps(inputs))
     if D < 2:
-        return cohort_beliefs(model, params, arm_index, inputs, exp)
+        return cohort_beliefs(model, params, arm_index, inputs, exp, steps)
     pad = (-N) % D  # repeat the last patient so every device gets the same count; dropped below
     grow = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x  # noqa: E731
-    out = _sharded_beliefs(model, D)(jax.tree.map(grow, params), grow(arm_index), inputs, jax.tree.map(grow, exp))
+    out = _sharded_beliefs(model, D)(jax.tree.map(grow, params), grow(arm_index), inputs, jax.tree.map(grow, exp), steps)
     return jax.tree.map(lambda x: None if x is None else x[:N], out)
 
 

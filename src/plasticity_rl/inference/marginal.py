@@ -101,8 +101,12 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
 
         grad = jax.grad(neg_log_joint)
 
-        def hessian_blocks(th):  # (N, P, P): d grad_i / d theta_i, one forward pass per parameter
-            cols = [jax.jvp(grad, (th,), (jnp.zeros_like(th).at[:, j].set(1.0),))[1] for j in range(P)]
+        def hessian_blocks(th):  # (N, P, P): d grad_i / d theta_i, one reverse pass per parameter
+            # Reverse over reverse (H is symmetric, so row j is column j): the likelihood's
+            # recurrence has a custom reverse pass (models.base.adjoint_scan), and JAX cannot
+            # push forward-mode tangents through one.
+            _, pull = jax.vjp(grad, th)
+            cols = [pull(jnp.zeros_like(th).at[:, j].set(1.0))[0] for j in range(P)]
             return jnp.stack(cols, axis=-1)
 
         def newton(th, _):

@@ -125,13 +125,15 @@ def group_params(spec: ModelSpec, theta: dict) -> dict:
 def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs) -> tuple[Trajectory, jax.Array]:
     """run_beliefs over the whole cohort (one scan, batched carry); trajectories and V0 (N,).
 
-    ``any_session`` is the cohort-wide session flag, unbatched, so run_beliefs skips the session
-    update at the (many) steps where no patient has one.
+    ``session_steps`` are the steps that may hold a session, so run_beliefs applies the session
+    (as an affine map, for the models where it is one) only there, with a fast reverse pass;
+    ``any_session`` is the cohort-wide session flag the branching fallback reads.
     """
     model = spec.belief_model
     p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
     traj = run_beliefs(model, p, x.g_k[x.arm_index], x.gate[x.arm_index], x.everyday, x.corrective,
-                       x.n_corr, any_session=x.session_anywhere, unroll=4)
+                       x.n_corr, any_session=x.session_anywhere, session_steps=x.session_steps,
+                       unroll=1 if model.affine_session else 4)
     return traj, model.initial(p).V
 
 

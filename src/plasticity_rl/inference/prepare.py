@@ -54,6 +54,7 @@ class ModelInputs(NamedTuple):
     corrective: jnp.ndarray  # (N, T, n_max) float32 in {0, 1}
     n_corr: jnp.ndarray  # (N, T) int32 corrective experiences delivered at the step
     session_anywhere: jnp.ndarray  # (T,) bool: some patient has a session at the step
+    session_steps: jnp.ndarray  # (K,) int32: steps where some arm schedules or some patient has a session
     ema: jnp.ndarray  # (N, days) ratings, 0.5 where missing (see ema_mask)
     ema_mask: jnp.ndarray  # (N, days) bool, True where recorded
     ema_step: jnp.ndarray  # (days,) int32: the rating of day d is of V after step ema_step[d]
@@ -121,6 +122,10 @@ class FitData:
             corrective=jnp.asarray(self.corrective, jnp.float32),
             n_corr=jnp.asarray(self.n_corr, jnp.int32),
             session_anywhere=jnp.asarray((self.n_corr > 0).any(axis=0)),
+            # Scheduled steps, not only attended ones, so every data set from one config has the
+            # same K (one compilation); a step where nobody attended maps beliefs to themselves.
+            session_steps=jnp.asarray(np.flatnonzero((np.asarray(self.arm.session_n) > 0).any(axis=0)
+                                                     | (self.n_corr > 0).any(axis=0)), jnp.int32),
             ema=jnp.asarray(np.where(ema_mask, self.ema, 0.5), jnp.float32),
             ema_mask=jnp.asarray(ema_mask),
             ema_step=jnp.asarray(np.arange(self.days) * spd + spd - 1, jnp.int32),

@@ -13,6 +13,7 @@ fitted model cannot drift from the simulated one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -43,6 +44,9 @@ class BeliefModel:
     group_params: tuple[str, ...]  # shared by the cohort
     has_schema: bool
     asymmetric: bool
+    # session(s) = A s + b for beliefs in (0, 1) and outcomes in {0, 1}, so run_beliefs may apply
+    # that map instead (true of every registered model: even alpha+/- pick their rate by the outcome)
+    affine_session: bool
     rates: Callable[[Params, jax.Array, jax.Array], dict]
     session: Callable[..., Beliefs]
     everyday: Callable[..., Beliefs]
@@ -69,7 +73,7 @@ class BeliefModel:
 
 
 def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, n_corr, any_session=None,
-                unroll: int = 1) -> Trajectory:
+                unroll: int = 1, session_steps=None) -> Trajectory:
     """Beliefs over T steps, given the outcomes experienced: THE recurrence of the package.
 
     Shapes are patient-major with optional leading batch dimensions ``...`` (none for one
@@ -79,37 +83,130 @@ def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, 
     missed one); parameters in ``p`` have shape ``...`` (or are scalars).
     Within a step the session comes first, then the everyday event (DESIGN 1.2).
 
-    Sessions are rare (12 of 448 steps in the flagship trial), so the session update runs under
-    ``lax.cond`` only at steps flagged in ``any_session`` (T,) - by default, steps where any
-    patient in the batch has corrective experiences. A session with n = 0 leaves beliefs exactly
-    unchanged, so skipping it changes no number. Under ``vmap`` pass ``any_session`` unbatched
-    (``in_axes=None``) to keep the branch a real branch. The session is rematerialised in the
-    backward pass: cheaper than storing its residuals at every step. ``unroll`` steps per loop
-    iteration: 4 cuts the likelihood's gradient time by about a quarter (benchmarks/README.md);
-    the simulator's forward pass is fastest at 1.
+    Sessions are rare (12 of 448 steps in the flagship trial), and a session with n = 0 leaves
+    beliefs exactly unchanged. There are two ways to skip the other steps:
+
+    - ``session_steps`` (K,): the steps where sessions may happen (e.g. every step some arm
+      schedules one). For models whose session is affine in the beliefs
+      (``model.affine_session``), each of these K sessions becomes the affine map s -> A s + b,
+      read off ``model.session`` itself by ``jax.jvp``, and every step applies its map (the
+      identity, exactly, where there is none) before the everyday event. The loop has no branch,
+      and its reverse pass is the adjoint recurrence of :func:`adjoint_scan`, about 2x faster to
+      differentiate than the branching loop (benchmarks/README.md).
+    - otherwise the session runs under ``lax.cond`` at steps flagged in ``any_session`` (T,) -
+      by default, steps where any patient in the batch has corrective experiences. Under
+      ``vmap`` pass ``any_session`` unbatched (``in_axes=None``) to keep the branch a branch.
+
+    Both give the same beliefs to float32 rounding and the same gradients
+    (tests/test_models.py). ``unroll`` steps per loop iteration.
     """
     to_time_major = lambda x: jnp.moveaxis(jnp.asarray(x), -1, 0)  # noqa: E731
     g_t, gate_t, o_t = to_time_major(g_k), to_time_major(gate), to_time_major(everyday)
     c_t = jnp.moveaxis(jnp.asarray(corrective), -2, 0)  # (T, ..., n_max)
     n_t = to_time_major(n_corr)
-    if any_session is None:
-        any_session = jnp.any(n_t > 0, axis=tuple(range(1, n_t.ndim)))
     rates = model.rates(p, g_t, gate_t)  # (T, ...): parameters broadcast over time
     state0 = model.initial(p)
     dtype = jnp.result_type(state0.V)
-    session = jax.checkpoint(model.session)
+    o_t = o_t.astype(dtype)
+    if session_steps is not None and model.affine_session:
+        steps = jnp.asarray(session_steps, jnp.int32)
+        maps = session_maps(model, p, jax.tree.map(lambda a: a[steps], rates), c_t[steps].astype(dtype), n_t[steps])
+        K, T = steps.shape[0], o_t.shape[0]
+        slot = jnp.full((T,), K, jnp.int32).at[steps].set(jnp.arange(K, dtype=jnp.int32))
+        p_arrays = jax.tree.map(jnp.asarray, p)
+        V, S = adjoint_scan(partial(_mapped_step, model), state0, (rates, o_t, slot), (p_arrays, maps), unroll=unroll)
+    else:
+        if any_session is None:
+            any_session = jnp.any(n_t > 0, axis=tuple(range(1, n_t.ndim)))
+        session = jax.checkpoint(model.session)  # cheaper than storing its residuals at every step
 
-    def step(state, xs):
-        r, o, cs, n, go = xs
-        cs = cs.astype(dtype)
-        state = jax.lax.cond(go, lambda s: session(s, cs, n, r, p), lambda s: s, state)
-        state = model.everyday(state, o.astype(dtype), r, p)
-        return state, state
+        def step(state, xs):
+            r, o, cs, n, go = xs
+            state = jax.lax.cond(go, lambda s: session(s, cs.astype(dtype), n, r, p), lambda s: s, state)
+            state = model.everyday(state, o, r, p)
+            return state, state
 
-    _, (V, S) = jax.lax.scan(step, state0, (rates, o_t, c_t, n_t, any_session), unroll=unroll)
+        _, (V, S) = jax.lax.scan(step, state0, (rates, o_t, c_t, n_t, any_session), unroll=unroll)
     back = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731
     alpha_neg = back(rates["alpha_neg"]) if "alpha_neg" in rates else None
     return Trajectory(alpha=back(rates["alpha"]), alpha_neg=alpha_neg, V=back(V), S=back(S))
+
+
+class SessionMap(NamedTuple):
+    """An affine session update (V, S) -> (VV V + VS S + bV, SV V + SS S + bS)."""
+
+    VV: jax.Array
+    VS: jax.Array
+    SV: jax.Array
+    SS: jax.Array
+    bV: jax.Array
+    bS: jax.Array
+
+
+def session_maps(model: BeliefModel, p: Params, r, cs, n) -> SessionMap:
+    """The K sessions as affine maps, (K + 1, ...) each; entry K is the identity (no session).
+
+    ``r``, ``cs``, ``n``: rates, corrective outcomes and counts at the K session steps. For a
+    model whose session is affine in the beliefs, b = session(0) and A's columns are its
+    derivatives, exact for any state (tested against the session itself).
+    """
+    zero = jnp.zeros(n.shape, cs.dtype)
+    one = jnp.ones_like(zero)
+    at = lambda s: model.session(s, cs, n, r, p)  # noqa: E731
+    b, dV = jax.jvp(at, (Beliefs(zero, zero),), (Beliefs(one, zero),))
+    _, dS = jax.jvp(at, (Beliefs(zero, zero),), (Beliefs(zero, one),))
+    maps = SessionMap(dV.V, dS.V, dV.S, dS.S, b.V, b.S)
+    identity = SessionMap(*(jnp.full((1,) + n.shape[1:], v, cs.dtype) for v in (1, 0, 0, 1, 0, 0)))
+    return jax.tree.map(lambda a, i: jnp.concatenate([a, i]), maps, identity)
+
+
+def _mapped_step(model: BeliefModel, state: Beliefs, xs, params) -> Beliefs:
+    """One step: the step's session map (the identity where there is none), then the everyday event."""
+    r, o, slot = xs
+    p, maps = params
+    m = jax.tree.map(lambda a: a[slot], maps)
+    after_session = Beliefs(m.VV * state.V + m.VS * state.S + m.bV, m.SV * state.V + m.SS * state.S + m.bS)
+    return model.everyday(after_session, o, r, p)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 4))
+def adjoint_scan(step, state0, xs, params, unroll: int = 1):
+    """The states after each step of ``state = step(state, xs[t], params)``, stacked over t.
+
+    Differentiated by the adjoint method: the reverse pass carries only the state's cotangent
+    lambda_t back through each step's Jacobian in the state, then takes every step's cotangents
+    for ``xs`` and ``params`` at once, vectorised over time. JAX's own reverse pass of a scan
+    also carries the cotangents of ``params`` through the loop, summed over patients at every
+    step, which costs about as much again. ``step`` must broadcast over a leading time axis
+    (elementwise steps do); it may be nonlinear in the state, since every Jacobian is taken at
+    the stored states.
+    """
+    return jax.lax.scan(lambda s, x: (step(s, x, params),) * 2, state0, xs, unroll=unroll)[1]
+
+
+def _adjoint_scan_fwd(step, state0, xs, params, unroll):
+    states = adjoint_scan(step, state0, xs, params, unroll)
+    return states, (state0, xs, params, states)
+
+
+def _adjoint_scan_bwd(step, unroll, res, ct_states):
+    state0, xs, params, states = res
+    before = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]]), state0, states)
+
+    def back(lam_after, args):
+        state, x, ct = args
+        lam = jax.tree.map(jnp.add, lam_after, ct)  # cotangent of the state after this step
+        _, vjp = jax.vjp(lambda s: step(s, x, params), state)
+        return vjp(lam)[0], lam
+
+    lam0, lam = jax.lax.scan(back, jax.tree.map(jnp.zeros_like, state0), (before, xs, ct_states),
+                             reverse=True, unroll=unroll)
+    _, vjp = jax.vjp(lambda x, q: step(before, x, q), xs, params)  # all steps at once
+    ct_xs, ct_params = vjp(lam)
+    return lam0, ct_xs, ct_params
+
+
+adjoint_scan.defvjp(_adjoint_scan_fwd, _adjoint_scan_bwd)
 
 
 # ----------------------------------------------------------------------------- update pieces
