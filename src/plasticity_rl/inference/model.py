@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import log_ndtr
+from jax.scipy.special import gammaln, log_ndtr
 from numpyro.distributions.transforms import SigmoidTransform
 
 from plasticity_rl.config import Config
@@ -140,7 +140,11 @@ def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs) -> tuple[T
 def ema_log_lik(V_end, phi, x: ModelInputs):
     """(N, days) Beta log-densities of the ratings, 0 where missing."""
     V = jnp.clip(V_end, EPS, 1.0 - EPS)
-    lp = dist.Beta(V * phi, (1.0 - V) * phi).log_prob(x.ema)  # x.ema is 0.5 under the mask
+    a, b = V * phi, (1.0 - V) * phi
+    # The Beta density written out: a + b = phi, so log B(a, b) = lgamma(a) + lgamma(b) - lgamma(phi).
+    # NumPyro's Beta goes through betaln's general algorithm, which made this term's gradient
+    # ~1.7x dearer (a tenth of the flagship's likelihood gradient). x.ema is 0.5 under the mask.
+    lp = (a - 1.0) * jnp.log(x.ema) + (b - 1.0) * jnp.log1p(-x.ema) + gammaln(phi) - gammaln(a) - gammaln(b)
     return jnp.where(x.ema_mask, lp, 0.0)
 
 
