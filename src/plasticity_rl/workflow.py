@@ -25,7 +25,7 @@ class FitSettings:
     method: str = "nuts"
     chains: int = 4
     warmup: int = 500
-    draws: int = 500
+    draws: int = 1000
     seed: int = 0
     target_accept: float = 0.8  # NUTS target acceptance; raise it (0.9, 0.95) if a fit diverges
     integrated_loo: bool = True  # write loo_marginal.nc for compare (inference/marginal.py)

@@ -258,7 +258,7 @@ def fit(
     method: Method = "nuts",
     chains: int = 4,
     warmup: int = 500,
-    draws: int = 500,
+    draws: int = 1000,
     seed: int = 0,
     progress: bool | Callable[[int, int], None] = False,
     *,
