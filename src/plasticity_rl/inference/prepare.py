@@ -30,6 +30,7 @@ from plasticity_rl.simulate import (
     drug_state_effects,
     first_treatment_hours,
     group_values,
+    scheduled_session_steps,
 )
 
 SCORE_RANGE = (0.0, 60.0)  # clinician scores are clipped here; the likelihood treats the ends as censored
@@ -124,8 +125,8 @@ class FitData:
             session_anywhere=jnp.asarray((self.n_corr > 0).any(axis=0)),
             # Scheduled steps, not only attended ones, so every data set from one config has the
             # same K (one compilation); a step where nobody attended maps beliefs to themselves.
-            session_steps=jnp.asarray(np.flatnonzero((np.asarray(self.arm.session_n) > 0).any(axis=0)
-                                                     | (self.n_corr > 0).any(axis=0)), jnp.int32),
+            session_steps=jnp.asarray(np.union1d(scheduled_session_steps(self.arm),
+                                                 np.flatnonzero((self.n_corr > 0).any(axis=0))), jnp.int32),
             ema=jnp.asarray(np.where(ema_mask, self.ema, 0.5), jnp.float32),
             ema_mask=jnp.asarray(ema_mask),
             ema_step=jnp.asarray(np.arange(self.days) * spd + spd - 1, jnp.int32),

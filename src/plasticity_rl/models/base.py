@@ -83,7 +83,7 @@ def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, 
     missed one); parameters in ``p`` have shape ``...`` (or are scalars).
     Within a step the session comes first, then the everyday event (DESIGN 1.2).
 
-    Sessions are rare (12 of 448 steps in the flagship trial), and a session with n = 0 leaves
+    Sessions are rare (8 of 448 steps in the flagship trial), and a session with n = 0 leaves
     beliefs exactly unchanged. There are two ways to skip the other steps:
 
     - ``session_steps`` (K,): the steps where sessions may happen (e.g. every step some arm
