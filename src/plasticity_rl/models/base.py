@@ -44,12 +44,13 @@ class BeliefModel:
     group_params: tuple[str, ...]  # shared by the cohort
     has_schema: bool
     asymmetric: bool
-    # session(s) = A s + b for beliefs in (0, 1) and outcomes in {0, 1}, so run_beliefs may apply
-    # that map instead (true of every registered model: even alpha+/- pick their rate by the outcome)
-    affine_session: bool
     rates: Callable[[Params, jax.Array, jax.Array], dict]
     session: Callable[..., Beliefs]
     everyday: Callable[..., Beliefs]
+    # session(s) = A s + b for beliefs in (0, 1) and outcomes in {0, 1}, so run_beliefs may apply
+    # that map instead (true of every registered model: even alpha+/- pick their rate by the
+    # outcome). A model with a nonlinear session sets False and keeps the branching loop.
+    affine_session: bool = True
 
     def initial(self, p: Params) -> Beliefs:
         """Beliefs at step 0.
