@@ -6,6 +6,8 @@ recovery fit, one deliberately bad fit.
 
 from __future__ import annotations
 
+import importlib
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -198,6 +200,58 @@ def test_fit_output_shape(good_fit, sim):
     assert good_fit.posterior.attrs["chain_method"] in ("parallel", "vectorized")
     # Pointwise log-likelihood feeds PSIS-LOO.
     assert np.isfinite(az.loo(good_fit).elpd_loo)
+
+
+def test_warm_start_lands_in_the_posterior_bulk(sim, good_fit):
+    """ADVI's centre (where the chains start) lies inside the NUTS posterior, far from the prior start.
+
+    The warm start is only a starting point, but a useless one (stuck at the prior centre, or
+    somewhere the posterior is not) would silently lengthen the warm-up it exists to shorten.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from plasticity_rl.inference.chains import chain_transforms
+    from plasticity_rl.inference.warmstart import advi
+
+    fd = from_simulation(sim)
+    _, spec, x = build(fd)
+    tr = chain_transforms(spec, x)
+    # Start far from the truth (the prior centres are the generating values here), so landing in
+    # the posterior's bulk means ADVI moved there.
+    start = {**init_values(spec, fd.n_patients), "mu_A": 0.5, "mu_logit_alpha0": -3.0, "mu_logit_S0": 0.0}
+    z0 = {k: t.inv(jnp.asarray(start[k], jnp.float32)) for k, t in tr.items()}
+    ws = advi(spec, x, z0, jax.random.key(0))
+    assert ws.ok and abs(ws.drift) < 0.01 * abs(ws.loss) + 5.0, (ws.loss, ws.drift)
+    for name in ("mu_" + m for m in GROUP_MEANS):
+        draws = good_fit.posterior[name].values.ravel()
+        lo, hi = np.quantile(draws, [0.005, 0.995])
+        assert lo < float(ws.loc[name]) < hi, (name, float(ws.loc[name]), lo, hi)
+        # Mean-field VI understates spread, but not by orders of magnitude: a first mass matrix
+        # within a small factor of the posterior's scale is what shortens the first window.
+        ratio = float(ws.scale[name]) / float(np.std(draws))
+        assert 0.15 < ratio < 2.0, (name, ratio)
+    # Where the data say nothing (A of placebo patients: no ketamine), q keeps the prior's SD of 1.
+    placebo = np.asarray(fd.arm_index) == list(fd.arm_names).index("placebo")
+    assert 0.7 < float(np.median(np.asarray(ws.scale["z_A"])[placebo])) < 1.3
+    # The first mass matrix is q's variances in NumPyro's flat order (sites sorted, raveled).
+    np.testing.assert_array_equal(ws.inverse_mass_matrix(), ravel_pytree(ws.scale)[0] ** 2)
+    starts = ws.chain_inits(jax.random.key(1), 4)
+    assert starts["z_A"].shape == (4, fd.n_patients)
+    assert np.all(np.std(starts["mu_A"]) > 0)  # every chain starts at its own point
+    assert good_fit.posterior.attrs["warm_start"].startswith("advi")
+
+
+def test_a_failed_warm_start_falls_back_to_the_prior_centres(sim, monkeypatch):
+    fit_module = importlib.import_module("plasticity_rl.inference.fit")
+    from plasticity_rl.inference.warmstart import WarmStart
+
+    fd = from_simulation(sim)
+    _, spec, x = build(fd)
+    nan = WarmStart(loc={"mu_A": jnp.float32(np.nan)}, scale={"mu_A": jnp.float32(1.0)}, loss=np.nan, drift=np.nan)
+    monkeypatch.setattr(fit_module, "advi", lambda *a, **k: nan)
+    z_start, imm, attrs = fit_module._warm_start(spec, x, init_values(spec, fd.n_patients), 2, 0)
+    assert z_start is None and imm is None
+    assert attrs["warm_start"].startswith("failed")
 
 
 def test_diagnostics_flag_a_deliberately_bad_fit(sim):

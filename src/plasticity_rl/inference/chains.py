@@ -83,13 +83,14 @@ def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: flo
     init_kernel, sample_kernel = hmc(
         potential_fn_gen=lambda x: partial(potential_energy, model, (x,), {}), algo="NUTS")
 
-    def init_one(key, z0, x):
+    def init_one(key, z0, inverse_mass_matrix, x):
         # As NUTS.init: one split of the chain's key, the first half drives the kernel.
         key, _ = jax.random.split(key)
         # dense_mass=[]: NUTS.init's structural form of dense_mass=False (a diagonal per site).
-        return init_kernel(z0, num_warmup=warmup, dense_mass=[], target_accept_prob=target_accept,
-                           trajectory_length=None, max_tree_depth=max_tree_depth,
-                           model_args=(x,), rng_key=key)
+        # inverse_mass_matrix: the first window's diagonal (ones = NumPyro's default).
+        return init_kernel(z0, num_warmup=warmup, dense_mass=[], inverse_mass_matrix=inverse_mass_matrix,
+                           target_accept_prob=target_accept, trajectory_length=None,
+                           max_tree_depth=max_tree_depth, model_args=(x,), rng_key=key)
 
     def advance_one(state, x):
         def body(state, _):
@@ -99,7 +100,7 @@ def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: flo
         return jax.lax.scan(body, state, None, length=chunk)
 
     return Program(
-        init=jax.pmap(init_one, in_axes=(0, 0, None)),
+        init=jax.pmap(init_one, in_axes=(0, 0, None, None)),
         advance=jax.pmap(advance_one, in_axes=(0, None)),
         chunk=chunk,
     )
@@ -109,6 +110,11 @@ def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: flo
 def _transforms(spec: ModelSpec, shapes) -> dict:
     """Latent site -> bijection from the unconstrained space NUTS works in."""
     return _site_transforms(partial(belief_model, spec=spec), _abstract(shapes))
+
+
+def chain_transforms(spec: ModelSpec, x) -> dict:
+    """Latent site -> bijection from NUTS's unconstrained space, for data ``x``."""
+    return _transforms(spec, _shapes(x))
 
 
 def _abstract(shapes):
@@ -123,12 +129,15 @@ def _shapes(x):
 
 def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, draws: int, seed: int,
                       target_accept: float = 0.8, max_tree_depth: int = 10,
-                      on_progress: Callable[[int, int], None] | None = None):
+                      on_progress: Callable[[int, int], None] | None = None, *,
+                      z_start: dict | None = None, inverse_mass_matrix=None):
     """NUTS with one chain per local device; returns (samples, stats), each (chains, draws, ...).
 
     ``samples`` holds every latent site on its constrained scale; ``stats`` the fields in FIELDS.
-    All chains start from ``init`` (constrained values), as ``init_to_value`` does in NumPyro.
-    ``on_progress(done, total)`` is called after each chunk of iterations.
+    All chains start from ``init`` (constrained values), as ``init_to_value`` does in NumPyro,
+    unless ``z_start`` gives each chain its own start (unconstrained, site -> (chains, ...)).
+    ``inverse_mass_matrix``: the diagonal the warm-up starts from (flat, sites in sorted order;
+    default ones, as NumPyro). ``on_progress(done, total)`` is called after each chunk of iterations.
     """
     if jax.local_device_count() < chains:
         raise ValueError(f"parallel chains need a device per chain: {chains} chains, "
@@ -140,10 +149,15 @@ def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, 
         raise ValueError(f"no initial value for latent site(s) {sorted(missing)}")
     prog = program(spec, shapes, int(warmup), chunk_length(warmup, draws), float(target_accept),
                    int(max_tree_depth))
-    z0 = {k: jnp.broadcast_to(t.inv(jnp.asarray(init[k])), (chains,) + jnp.shape(init[k]))
-          for k, t in transforms.items()}
+    if z_start is None:
+        z0 = {k: jnp.broadcast_to(t.inv(jnp.asarray(init[k])), (chains,) + jnp.shape(init[k]))
+              for k, t in transforms.items()}
+    else:
+        z0 = {k: jnp.asarray(z_start[k]) for k in transforms}
+    if inverse_mass_matrix is None:
+        inverse_mass_matrix = jnp.ones(sum(int(np.prod(v.shape[1:])) for v in z0.values()))
     keys = jax.random.split(jax.random.key(seed), chains)  # as MCMC.run
-    state = prog.init(keys, z0, x)
+    state = prog.init(keys, z0, jnp.asarray(inverse_mass_matrix), x)
     total, done, kept = warmup + draws, 0, []
     while done < total:
         state, out = prog.advance(state, x)

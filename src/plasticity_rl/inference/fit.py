@@ -40,7 +40,7 @@ from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
 from plasticity_rl.config import Config, config_to_yaml
-from plasticity_rl.inference.chains import run_parallel_nuts
+from plasticity_rl.inference.chains import chain_transforms, run_parallel_nuts
 from plasticity_rl.inference.model import (
     ModelSpec,
     build,
@@ -49,6 +49,10 @@ from plasticity_rl.inference.model import (
     patient_log_lik,
 )
 from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
+from plasticity_rl.inference.warmstart import STEPS as ADVI_STEPS
+from plasticity_rl.inference.warmstart import advi
+
+WARM_START_STREAM = 0x5741  # fold_in tag: the warm start's keys, apart from the chains'
 
 Method = Literal["nuts", "svi"]
 ChainMethod = Literal["auto", "parallel", "vectorized", "sequential"]
@@ -129,23 +133,49 @@ def _numpyro_stats(extra: dict) -> dict:
     return stats
 
 
+def _warm_start(spec, x, init, chains, seed):
+    """ADVI's approximation (inference/warmstart.py): per-chain starts and the first mass matrix.
+
+    Returns (z_start or None, inverse mass matrix or None, attrs). If ADVI gives non-finite
+    values the chains start as without a warm start, and attrs say so.
+    """
+    t0 = time.perf_counter()
+    transforms = chain_transforms(spec, x)
+    z0 = {k: t.inv(jnp.asarray(init[k])) for k, t in transforms.items()}
+    # Its own stream, apart from the chains' keys (split(key(seed), chains), as MCMC.run).
+    k_fit, k_draw = jax.random.split(jax.random.fold_in(jax.random.key(seed), WARM_START_STREAM))
+    ws = advi(spec, x, z0, k_fit)
+    attrs = {"warm_start_seconds": round(time.perf_counter() - t0, 3), "warm_start_loss": ws.loss,
+             "warm_start_drift": ws.drift}
+    if not ws.ok:
+        attrs["warm_start"] = "failed (non-finite ADVI result): chains started at the prior centres"
+        return None, None, attrs
+    attrs["warm_start"] = f"advi ({ADVI_STEPS} steps): chains start at draws from it, first mass matrix its variances"
+    return ws.chain_inits(k_draw, chains), ws.inverse_mass_matrix(), attrs
+
+
 def _run_nuts(model, spec, x, init, chains, warmup, draws, seed, progress, chain_method, target_accept,
-              max_tree_depth):
+              max_tree_depth, warm_start=True):
+    z_start, imm, info = _warm_start(spec, x, init, chains, seed) if warm_start else (None, None, {
+        "warm_start": "none: chains started at the prior centres"})
     if chain_method == "parallel":
         # Our own pmap of NumPyro's NUTS kernel, with the data as an argument: another data set
         # of the same shape reuses the compilation (inference/chains.py). Same sampler as MCMC.
         samples, extra = run_parallel_nuts(spec, x, init, chains, warmup, draws, seed, target_accept,
-                                           max_tree_depth, on_progress=_progress_callback(progress, chains))
-        return samples, _numpyro_stats(extra), {}
+                                           max_tree_depth, on_progress=_progress_callback(progress, chains),
+                                           z_start=z_start, inverse_mass_matrix=imm)
+        return samples, _numpyro_stats(extra), info
     kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                  init_strategy=init_to_value(values=init))
+                  init_strategy=init_to_value(values=init), inverse_mass_matrix=imm)
     # Data as arguments of the compiled sampler, not constants inside it: a data set of the same
     # shape then reuses the compilation (in memory, and via JAX's persistent cache across processes).
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                 chain_method=chain_method, progress_bar=progress is True, jit_model_args=True)
-    mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS))
+    if z_start is not None and chains == 1:
+        z_start = {k: v[0] for k, v in z_start.items()}
+    mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS), init_params=z_start)
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    return samples, _numpyro_stats(mcmc.get_extra_fields(group_by_chain=True)), {}
+    return samples, _numpyro_stats(mcmc.get_extra_fields(group_by_chain=True)), info
 
 
 def _progress_callback(progress, chains: int):
@@ -265,6 +295,7 @@ def fit(
     chain_method: ChainMethod = "auto",
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
+    warm_start: bool = True,
     svi_steps: int = 5000,
     svi_guide: Guide = "normal",
     svi_learning_rate: float = 0.01,
@@ -276,6 +307,9 @@ def fit(
     ``chains * draws`` guide draws as one chain, with no sample_stats.
     ``progress``: True shows a progress bar; a callable gets ``(iterations done, total)``
     (parallel chains: after every chunk of iterations).
+    ``warm_start`` (NUTS): start each chain at a draw from a short ADVI fit, with its variances
+    as the first warm-up window's mass matrix (inference/warmstart.py); the sampler is
+    otherwise unchanged. ``idata.attrs["warm_start"]`` says what was done.
     """
     if method not in ("nuts", "svi"):
         raise ValueError(f"method {method!r}; allowed: 'nuts' (default) or 'svi' (approximate)")
@@ -299,7 +333,7 @@ def fit(
     if method == "nuts":
         cm = resolve_chain_method(chains, chain_method)
         samples, stats, info = _run_nuts(model, spec, x, init, chains, warmup, draws, seed, progress, cm,
-                                         target_accept, max_tree_depth)
+                                         target_accept, max_tree_depth, warm_start)
         attrs.update({"approximate": "no", "chains": chains, "warmup": warmup, "draws": draws,
                       "chain_method": cm, "target_accept": target_accept,
                       "max_tree_depth": max_tree_depth})
