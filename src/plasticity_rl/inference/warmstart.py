@@ -6,9 +6,8 @@ adaptation windows need trees of depth 8-9: the first 100 warm-up iterations too
 as long as the 1,000 draws after them (benchmarks/README.md, attempt 28). Starting from the
 approximate posterior, with its variances as the initial (diagonal) inverse mass matrix, the same
 100 iterations took 22 s (both figures include the ~12 s compile). The adaptation replaces that
-matrix with its own estimate after its first window, as usual,
-so the sampler and its diagnostics are unchanged. Only where the chains start, and the first
-window's mass matrix, differ.
+matrix with its own estimate after its first window, as usual, so the sampler and its
+diagnostics are unchanged: only where the chains start, and the first window's mass matrix, differ.
 
 What. Mean-field Gaussian VI (ADVI) in NUTS's unconstrained space: q = N(mu, diag(s^2)), the
 negative ELBO E_q[U(z)] - sum(log s) minimised by Adam with one reparameterised draw per step,
