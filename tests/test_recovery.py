@@ -31,7 +31,7 @@ def test_two_fit_recovery_on_a_local_cluster_completes_and_a_rerun_skips_both(tm
     jobs = sorted((out / "jobs").glob("recover-*.json"))
     assert [p.name for p in jobs] == ["recover-000.json", "recover-001.json"]
     summary = (out / "recovery_summary.csv").read_text()
-    for name in ("logit_alpha0", "A", "logit_S0", "mu_A", "kappa"):
+    for name in ("logit_alpha0", "A", "logit_S0", "mu_A", "kappa", "tau_k_hours"):
         assert name in summary
     assert (out / "figures" / "recovery_patient.png").is_file()
     stamps = [p.stat().st_mtime_ns for p in jobs]
@@ -62,7 +62,7 @@ def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tmp_path):
     cfg = config_from_dict(data).model_dump(mode="json")
     res = sbc_job(cfg, seed=3, fit={"method": "nuts", "chains": 1, "warmup": 20, "draws": 20}, thin_to=19)
     expected = {"mu_logit_alpha0", "mu_A", "mu_logit_S0", "tau_A", "kappa", "epsilon", "omega", "phi",
-                "sigma_baseline", "sigma_treated"}
+                "sigma_baseline", "sigma_treated", "tau_k_hours"}
     assert expected <= set(res["ranks"])
     ranks = np.array(list(res["ranks"].values()))
     assert ranks.min() >= 0 and ranks.max() <= 19 and res["n_draws"] == 19

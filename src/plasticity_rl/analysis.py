@@ -112,23 +112,96 @@ def synergy(idata: az.InferenceData, day: float, roles: dict[str, str] | None = 
     return pd.DataFrame(rows)
 
 
+WINDOW_PARAMS = ("tau_k_hours", "tau_rise_hours", "tau_decay_hours")
+
+
+def _fitted_drive(idata: az.InferenceData) -> np.ndarray | None:
+    """(draws, arm, step) g(k_j) at each draw's fitted time constants; None if the window was fixed.
+
+    The same function the fit and the simulator use (plasticity.arm_drive), per posterior draw.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from plasticity_rl.plasticity import KernelParams, arm_drive
+
+    post, const, attrs = idata.posterior, idata.constant_data, idata.posterior.attrs
+    if not any(n in post for n in WINDOW_PARAMS) or "dose_hours" not in const:
+        return None
+    gamma = attrs.get("window_kernel", "gamma") == "gamma"
+    names = ("tau_k_hours",) if gamma else ("tau_rise_hours", "tau_decay_hours")
+    taus = {n: jnp.asarray(_draws(post[n]), jnp.float32) for n in names}
+    t = jnp.asarray(const["t_hours"], jnp.float32)
+    dh, da = jnp.asarray(const["dose_hours"], jnp.float32), jnp.asarray(const["dose_amounts"], jnp.float32)
+    shape, k_max = float(attrs["window_gamma_shape"]), float(attrs["window_saturation"])
+
+    def one(th):
+        kp = KernelParams(0 if gamma else 1, shape, th.get("tau_k_hours", 1.0), th.get("tau_rise_hours", 1.0),
+                          th.get("tau_decay_hours", 2.0))
+        return arm_drive(t, dh, da, kp, k_max)
+
+    return np.asarray(jax.jit(lambda th: jax.lax.map(one, th, batch_size=256))(taus), np.float64)
+
+
 def window_curve(idata: az.InferenceData, steps_per_day: int) -> pd.DataFrame:
     """alpha(t) per arm at the population-mean parameters, posterior mean and 94% HDI.
 
     alpha_j = (1 - gate_j) sigmoid(mu_logit_alpha0 + mu_A g(k_j)) (alpha+ in asymmetric
-    variants), from the fitted group means and the arm's plasticity drive and gate.
+    variants), from the fitted group means, the arm's doses and gate, and - when the fit
+    estimated the kernel's time constants - each draw's own window g(k_j); otherwise the
+    config's.
     """
     post, const = idata.posterior, idata.constant_data
     a0 = "mu_logit_alpha0" if "mu_logit_alpha0" in post else "mu_logit_alpha0_pos"
     boost = "mu_A" if "mu_A" in post else "mu_A_pos"
     la0, A = _draws(post[a0]), _draws(post[boost])
-    g_k, gate = np.asarray(const["g_k"]), np.asarray(const["gate"])  # (arm, step)
+    gate = np.asarray(const["gate"])  # (arm, step)
+    g_draws = _fitted_drive(idata)
+    fitted = g_draws is not None
+    if not fitted:
+        g_draws = np.asarray(const["g_k"])[None]  # one window for every draw
     arms = [str(a) for a in const["arm"].values] if "arm" in const.coords else [str(a) for a in post["arm"].values]
     rows = []
     for i, arm in enumerate(arms):
-        alpha = (1 - gate[i])[None, :] / (1 + np.exp(-(la0[:, None] + A[:, None] * g_k[i][None, :])))
+        alpha = (1 - gate[i])[None, :] / (1 + np.exp(-(la0[:, None] + A[:, None] * g_draws[:, i])))
         lo, hi = _hdi_each(alpha)
-        for j in range(g_k.shape[1]):
+        for j in range(gate.shape[1]):
             rows.append({"arm": arm, "step": j, "day": j / steps_per_day, "alpha_mean": float(alpha[:, j].mean()),
                          "hdi_low": float(lo[j]), "hdi_high": float(hi[j])})
+    out = pd.DataFrame(rows)
+    out.attrs["window_length"] = "fitted" if fitted else "fixed"  # read by the figure's caption
+    return out
+
+
+def window_parameters(idata: az.InferenceData, cfg: Config | None = None) -> pd.DataFrame:
+    """The window's shape and size: kernel time constants, the kernel's peak time (hours after a
+    dose) and the ketamine boost mu_A, each with posterior mean, SD and 94% HDI.
+
+    Rows say whether each value was fitted or fixed at the config's value (then SD 0; given
+    ``cfg``, the fit's config).
+    """
+    post, attrs = idata.posterior, idata.posterior.attrs
+    gamma = attrs.get("window_kernel", "gamma") == "gamma"
+    shape = float(attrs.get("window_gamma_shape", np.nan))
+    names = ("tau_k_hours",) if gamma else ("tau_rise_hours", "tau_decay_hours")
+    values = {}
+    for n in names:
+        if n in post:
+            values[n] = (_draws(post[n]), "fitted")
+        elif cfg is not None:
+            values[n] = (np.array([float(getattr(cfg.plasticity, n))]), "fixed (config)")
+    if gamma and "tau_k_hours" in values:
+        tk, how = values["tau_k_hours"]
+        values["peak_hours"] = (shape * tk, how)
+    elif "tau_rise_hours" in values and "tau_decay_hours" in values:
+        r, d = values["tau_rise_hours"][0], values["tau_decay_hours"][0]
+        values["peak_hours"] = (np.log(d / r) * r * d / (d - r), values["tau_rise_hours"][1])
+    for n in ("mu_A", "mu_A_pos"):
+        if n in post:
+            values[n] = (_draws(post[n]), "fitted")
+    rows = []
+    for n, (x, how) in values.items():
+        lo, hi = _hdi(x) if x.size > 1 else (float(x[0]), float(x[0]))
+        rows.append({"parameter": n, "how": how, "mean": float(np.mean(x)), "sd": float(np.std(x)),
+                     f"hdi_{HDI_PROB:.0%}_low": lo, f"hdi_{HDI_PROB:.0%}_high": hi})
     return pd.DataFrame(rows)

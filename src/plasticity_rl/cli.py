@@ -318,6 +318,7 @@ def fit_cmd(
     draws: Draws = 1000,
     target_accept: TargetAccept = 0.8,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    fixed_window: Annotated[bool, typer.Option("--fixed-window", help="Hold the plasticity kernel's time constants at the config's values instead of fitting them.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Fit folder (default: DATA/fit-<variant>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the fit folder if it exists.")] = False,
     strict: Strict = False,
@@ -340,7 +341,7 @@ def fit_cmd(
             raise ConfigError([f"--variant: {exc}"]) from None
         target = out or data / f"fit-{variant}"
         settings = FitSettings(method=method, chains=chains, warmup=warmup, draws=draws, seed=seed,
-                               target_accept=target_accept)
+                               target_accept=target_accept, fit_window=not fixed_window)
         label = "SVI, approximate" if method == "svi" else f"NUTS, {chains} chains x {warmup} + {draws}"
         with atomic_dir(target, overwrite=force) as folder:
             with rep.stage(f"fit {variant} ({label})") as say:

@@ -70,6 +70,16 @@ def saturate(k, k_max):
     return k_max * jnp.tanh(k / k_max)
 
 
+def arm_drive(t_hours, dose_hours, dose_amounts, kp: KernelParams, k_max):
+    """g(k_j) of every arm, (arms, T), from each arm's doses (arms, D).
+
+    The simulator calls it with the config's kernel; the fit with sampled time constants in
+    ``kp`` (traced values), so both compute the window with the same function.
+    """
+    k = jax.vmap(lambda h, a: drive(t_hours, h, a, kp))(dose_hours, dose_amounts)
+    return saturate(k, k_max)
+
+
 def plasma_profile(tau_h, infusion_hours, half_life_hours):
     """Plasma-like drug state, 1 at the end of the infusion: linear rise, exponential elimination."""
     rising = jnp.clip(tau_h / infusion_hours, 0.0, 1.0)

@@ -52,12 +52,22 @@ def group_truth(cfg: Config, variant: str) -> dict[str, float]:
         out[f"tau_{name}"] = getattr(pop, name).sd
     for name in model.group_params:
         out[name] = float(getattr(pop, name))
+    for name in window_spec(cfg).params:
+        out[name] = float(getattr(cfg.plasticity, name))
     if cfg.observations.ema.enabled:
         out["phi"] = cfg.observations.ema.phi
     if cfg.observations.visits.enabled:
         out["sigma_baseline"] = cfg.observations.visits.noise_sd_baseline
         out["sigma_treated"] = cfg.observations.visits.noise_sd_treated
     return out
+
+
+def window_spec(cfg: Config):
+    """The fit's window (inference.model.WindowSpec): fitted whenever some arm is dosed."""
+    from plasticity_rl.inference.model import WindowSpec
+    from plasticity_rl.schedule import build_schedules
+
+    return WindowSpec.from_config(cfg, fitted=bool((build_schedules(cfg).dose_amounts > 0).any()))
 
 
 def recovery_job(cfg: dict, seed: int, fit: dict) -> dict:
@@ -140,7 +150,7 @@ def prior_draw(cfg: Config, variant: str, n_patients: int, seed: int) -> dict[st
     spec = ModelSpec(variant=variant, priors=Priors.from_config(cfg, get_model(variant)),
                      has_ema=obs.ema.enabled, has_visits=obs.visits.enabled and bool(obs.visits.days),
                      m_max=obs.visits.m_max, mu_o=group_values(cfg)["mu_o"],
-                     V0_offset=cfg.population.V0_offset)
+                     V0_offset=cfg.population.V0_offset, window=window_spec(cfg))
     with handlers.seed(rng_seed=jax.random.key(seed)):
         trace = handlers.trace(sample_params).get_trace(spec, n_patients)
     return {k: np.asarray(v["value"]) for k, v in trace.items() if v["type"] in ("sample", "deterministic")}
@@ -164,6 +174,8 @@ def sbc_job(cfg: dict, seed: int, fit: dict, thin_to: int) -> dict:
     override = {name: truth[name] for name in model.patient_params}
     override.update({name: float(truth[name]) for name in model.group_params})
     data = base.model_dump(mode="json")
+    for name in window_spec(base).params:  # the window drawn from the prior, as the simulator's kernel
+        data["plasticity"][name] = float(truth[name])
     if "phi" in truth:
         data["observations"]["ema"]["phi"] = float(truth["phi"])
     if "sigma_baseline" in truth:

@@ -18,7 +18,7 @@ import numpy as np
 
 from plasticity_rl.config import Config
 from plasticity_rl.models import BeliefModel, Trajectory, get_model, run_beliefs
-from plasticity_rl.plasticity import KernelParams, acute_gate, drive, saturate
+from plasticity_rl.plasticity import KernelParams, acute_gate, arm_drive
 from plasticity_rl.schedule import Schedules, build_schedules
 
 # Named random streams: adding a stream never changes the draws of another.
@@ -65,16 +65,15 @@ def arm_inputs(cfg: Config, sch: Schedules, kp: KernelParams | None = None) -> A
     pl = cfg.plasticity
     t = jnp.asarray(sch.t_hours, jnp.float32)
     dh, da = jnp.asarray(sch.dose_hours, jnp.float32), jnp.asarray(sch.dose_amounts, jnp.float32)
-    k = jax.vmap(lambda h, a: drive(t, h, a, kp))(dh, da)
     if pl.gate:
         gate = jax.vmap(
             lambda h, a: acute_gate(t, sch.step_hours, h, a, pl.infusion_minutes / 60.0, pl.half_life_hours,
                                     pl.dissociation_gone_by_hours)
         )(dh, da)
     else:
-        gate = jnp.zeros_like(k)
+        gate = jnp.zeros((dh.shape[0], t.shape[0]), jnp.float32)
     return ArmInputs(
-        g_k=saturate(k, pl.saturation),
+        g_k=arm_drive(t, dh, da, kp, pl.saturation),
         gate=gate,
         session_n=jnp.asarray(sch.session_n, jnp.int32),
         session_p=jnp.asarray(sch.session_p, jnp.float32),

@@ -3,7 +3,8 @@
 A fit folder holds ``posterior.nc`` (ArviZ InferenceData), ``loo_marginal.nc`` (per-patient
 log-likelihood with the patient's parameters integrated out, for ``compare``), ``summary.csv`` (group parameters),
 ``diagnostics.json`` (R-hat, ESS, divergences, E-BFMI and whether the fit passed),
-``arm_curves.csv``, ``contrasts.csv``, ``synergy.csv``, ``window.csv`` and ``figures/``.
+``arm_curves.csv``, ``contrasts.csv``, ``synergy.csv``, ``window.csv`` (alpha(t) per arm),
+``window_parameters.csv`` (the kernel's time constants, its peak time and mu_A) and ``figures/``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from plasticity_rl.analysis import arm_curves, belief_contrasts, default_contrast_days, synergy, window_curve
+from plasticity_rl.analysis import (
+    arm_curves,
+    belief_contrasts,
+    default_contrast_days,
+    synergy,
+    window_curve,
+    window_parameters,
+)
 from plasticity_rl.config import Config, load_config
 
 
@@ -29,6 +37,7 @@ class FitSettings:
     seed: int = 0
     target_accept: float = 0.8  # NUTS target acceptance; raise it (0.9, 0.95) if a fit diverges
     integrated_loo: bool = True  # write loo_marginal.nc for compare (inference/marginal.py)
+    fit_window: bool = True  # fit the kernel's time constants (False: hold them at the config's)
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSetti
     t0 = time.perf_counter()
     idata = fit(tabs, cfg, variant=variant, method=settings.method, chains=settings.chains,
                 warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress,
-                target_accept=settings.target_accept)
+                target_accept=settings.target_accept, fit_window=settings.fit_window)
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "posterior.nc"))
     marginal_seconds = None
@@ -107,6 +116,7 @@ def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSetti
     syn.to_csv(out / "synergy.csv", index=False)
     window = window_curve(idata, cfg.experiment.steps_per_day)
     window.to_csv(out / "window.csv", index=False)
+    window_parameters(idata, cfg).to_csv(out / "window_parameters.csv", index=False)
     draw_fit_figures(cfg, curves, contrasts, window, out / "figures", flag_text(diag.failures))
     return FitOutcome(out, variant, bool(diag.passed), diag.failures, time.perf_counter() - t0)
 

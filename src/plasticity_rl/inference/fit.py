@@ -13,7 +13,8 @@ pmap that takes the data as an argument), so fits of same-shaped data sets compi
 Groups of the returned InferenceData:
 
 - ``posterior``: group means ``mu_*``, between-patient SDs ``tau_*``, z-scores ``z_*`` and the
-  per-patient parameters (dim ``patient``), group parameters, ``phi``, ``sigma_*``;
+  per-patient parameters (dim ``patient``), group parameters, the window's time constants
+  (``tau_k_hours``, or ``tau_rise_hours`` and ``tau_decay_hours``), ``phi``, ``sigma_*``;
 - ``sample_stats`` (NUTS): diverging, energy, lp, n_steps, tree_depth, acceptance_rate, step_size;
 - ``log_likelihood``: ``obs`` (dim ``patient``): each patient's summed log-likelihood, the unit of
   PSIS-LOO (leave one patient out);
@@ -47,6 +48,7 @@ from plasticity_rl.inference.model import (
     cohort_trajectories,
     init_values,
     patient_log_lik,
+    window_values,
 )
 from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
 from plasticity_rl.inference.warmstart import STEPS as ADVI_STEPS
@@ -92,7 +94,7 @@ def patient_values(spec: ModelSpec, samples: dict) -> dict:
 
 
 def _theta_keys(spec: ModelSpec) -> list[str]:
-    keys = list(spec.belief_model.patient_params) + list(spec.belief_model.group_params)
+    keys = list(spec.belief_model.patient_params) + list(spec.belief_model.group_params) + list(spec.window.params)
     if spec.has_ema:
         keys.append("phi")
     if spec.has_visits:
@@ -232,6 +234,7 @@ def _idata(data: FitData, spec: ModelSpec, x: ModelInputs, samples, stats, deriv
         "step": np.arange(data.n_steps),
         "corrective_slot": np.arange(data.corrective.shape[2]),
         "time": np.arange(data.days + 1, dtype=np.float64),
+        "dose": np.arange(data.schedules.dose_hours.shape[1]),
     }
     dims = {}
     posterior = {}
@@ -252,6 +255,9 @@ def _idata(data: FitData, spec: ModelSpec, x: ModelInputs, samples, stats, deriv
         "corrective": data.corrective.astype(np.int8),
         "g_k": np.asarray(data.arm.g_k),
         "gate": np.asarray(data.arm.gate),
+        "t_hours": np.asarray(data.schedules.t_hours),
+        "dose_hours": np.asarray(data.schedules.dose_hours),
+        "dose_amounts": np.asarray(data.schedules.dose_amounts),
         "visit_day": data.visit_day,
         "visit_step": data.visit_step,
         "visit_D": data.visit_D,
@@ -261,7 +267,8 @@ def _idata(data: FitData, spec: ModelSpec, x: ModelInputs, samples, stats, deriv
     dims.update({
         "arm_index": ["patient"], "everyday": ["patient", "step"], "n_corr": ["patient", "step"],
         "corrective": ["patient", "step", "corrective_slot"], "g_k": ["arm", "step"],
-        "gate": ["arm", "step"], **{k: ["patient", "visit"] for k in
+        "gate": ["arm", "step"], "t_hours": ["step"], "dose_hours": ["arm", "dose"],
+        "dose_amounts": ["arm", "dose"], **{k: ["patient", "visit"] for k in
                                     ("visit_day", "visit_step", "visit_D", "visit_E", "visit_treated")},
     })
     idata = az.from_dict(
@@ -296,6 +303,7 @@ def fit(
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
     warm_start: bool = True,
+    fit_window: bool = True,
     svi_steps: int = 5000,
     svi_guide: Guide = "normal",
     svi_learning_rate: float = 0.01,
@@ -310,6 +318,8 @@ def fit(
     ``warm_start`` (NUTS): start each chain at a draw from a short ADVI fit, with its variances
     as the first warm-up window's mass matrix (inference/warmstart.py); the sampler is
     otherwise unchanged. ``idata.attrs["warm_start"]`` says what was done.
+    ``fit_window``: fit the plasticity kernel's time constants (default; the window's length in
+    humans is unknown) or hold them at the config's values. ``attrs["window"]`` says which.
     """
     if method not in ("nuts", "svi"):
         raise ValueError(f"method {method!r}; allowed: 'nuts' (default) or 'svi' (approximate)")
@@ -317,8 +327,9 @@ def fit(
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     fd = prepare(data, cfg, variant)
-    model, spec, x = build(fd)
+    model, spec, x = build(fd, fit_window=fit_window)
     init = init_values(spec, fd.n_patients)
+    w = spec.window
     attrs = {
         "created_by": "plasticity_rl",
         "inference_library": "numpyro",
@@ -328,6 +339,12 @@ def fit(
         "seed": int(seed),
         "n_patients": fd.n_patients,
         "config_yaml": config_to_yaml(fd.config),
+        "window": (f"fitted: {', '.join(w.params)} (log-normal priors around the config's values)" if w.fitted
+                   else "fixed at the config's kernel" + ("" if fit_window else " (fit_window=False)")
+                   + ("" if fd.has_doses else " (no patient is dosed)")),
+        "window_kernel": w.kernel,
+        "window_gamma_shape": w.gamma_shape,
+        "window_saturation": w.saturation,
     }
     t0 = time.perf_counter()
     if method == "nuts":
@@ -346,6 +363,7 @@ def fit(
     attrs["sampling_seconds"] = round(time.perf_counter() - t0, 3)
     attrs.update(info)
 
+    samples.update(window_values(spec, samples))
     keys = _theta_keys(spec)
     flat = {k: v for k, v in samples.items()}
     flat.update(patient_values(spec, samples))

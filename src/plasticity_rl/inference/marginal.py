@@ -50,7 +50,7 @@ def group_names(spec: ModelSpec) -> list[str]:
     """Posterior variables a patient's marginal likelihood depends on: everything but theta_i."""
     model = spec.belief_model
     names = [f"{k}_{n}" for n in model.patient_params for k in ("mu", "tau")]
-    names += list(model.group_params)
+    names += list(model.group_params) + list(spec.window.params)
     if spec.has_ema:
         names.append("phi")
     if spec.has_visits:
@@ -148,8 +148,8 @@ def marginal_loo_data(
     """
     variant = variant or str(idata.posterior.attrs.get("variant"))
     fd = prepare(data, cfg, variant)
-    _, spec, x = build(fd)
     post = idata.posterior
+    _, spec, x = build(fd, fit_window=any(n in post for n in ("tau_k_hours", "tau_rise_hours")))
     names = spec.belief_model.patient_params
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     if post.sizes.get("patient") != fd.n_patients:

@@ -13,8 +13,16 @@ patients, followed by the two observation channels:
 Per-patient parameters (the variant's ``patient_params``) are hierarchical and non-centred:
 theta_i = mu + tau z_i, z_i ~ Normal(0, 1). Group parameters (kappa, epsilon, omega, alpha_T where
 the variant uses them) sit on their constrained scales; priors are weakly informative and
-centred on the config's values (``Priors.from_config``). m_max, D(t), E(t), mu_o, V0_offset and the
-kernel's time constants are fixed from the config.
+centred on the config's values (``Priors.from_config``).
+
+The window's shape is fitted too (DESIGN 1.1: "a parameter to sweep and to fit, not a
+constant"): the kernel's time constants (``tau_k_hours`` for the gamma kernel; ``tau_rise_hours``
+and ``tau_decay_hours`` for diffexp) are group parameters with log-normal priors around the
+config's values, and each arm's drive g(k_j) is recomputed from its doses by
+:func:`plasticity_rl.plasticity.arm_drive`, the simulator's function. ``WindowSpec.fitted`` is
+False when no patient is dosed (nothing to learn it from) or when the caller fixes it.
+m_max, D(t), E(t), mu_o, V0_offset, the kernel's family and shape n, the saturation and the acute
+gate are fixed from the config.
 
 :func:`patient_log_lik` is the one place the likelihood is written: the model adds its sum as a
 factor, and the fit calls it again per draw for the pointwise (per-patient) log-likelihood LOO
@@ -37,6 +45,7 @@ from numpyro.distributions.transforms import SigmoidTransform
 from plasticity_rl.config import Config
 from plasticity_rl.inference.prepare import SCORE_RANGE, FitData, ModelInputs
 from plasticity_rl.models import BeliefModel, Trajectory, get_model, run_beliefs
+from plasticity_rl.plasticity import KernelParams, arm_drive
 
 # Prior widths (unconstrained scales). Group means: a logit-unit of doubt about baseline
 # rates and the initial schema, more about the ketamine boost A that no human study measures.
@@ -48,6 +57,9 @@ OMEGA_BETA = (3.0, 1.0)  # omega in (0, 1]: Beta(3, 1), mean 0.75, most mass nea
 LOG_SD_PHI = 0.75  # phi: log-normal around the config value
 LOG_SD_SIGMA = 0.5  # visit noise SDs: log-normal around the config values
 EPS = 1e-6  # V is kept in [EPS, 1 - EPS] inside the Beta likelihood
+# Kernel time constants: log-normal, 95% of the prior within x/÷ 2.7 of the config's value (the
+# gamma kernel's peak between ~9 h and ~65 h): the human window's length is not known.
+LOG_SD_WINDOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,39 @@ class Priors:
 
 
 @dataclass(frozen=True)
+class WindowSpec:
+    """The plasticity kernel: its family and fixed shape, and the time constants' prior centres."""
+
+    kernel: str  # "gamma" or "diffexp" (config.plasticity.kernel)
+    gamma_shape: float
+    saturation: float
+    tau_k_hours: float
+    tau_rise_hours: float
+    tau_decay_hours: float
+    fitted: bool  # time constants sampled (True) or fixed at the values above
+
+    @staticmethod
+    def from_config(cfg: Config, fitted: bool) -> WindowSpec:
+        pl = cfg.plasticity
+        return WindowSpec(pl.kernel, float(pl.gamma_shape), float(pl.saturation), float(pl.tau_k_hours),
+                          float(pl.tau_rise_hours), float(pl.tau_decay_hours), bool(fitted))
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The window's parameters in theta (empty when fixed)."""
+        if not self.fitted:
+            return ()
+        return ("tau_k_hours",) if self.kernel == "gamma" else ("tau_rise_hours", "tau_decay_hours")
+
+    def kernel_params(self, theta: dict | None = None) -> KernelParams:
+        """KernelParams with the time constants from ``theta`` where fitted, else the fixed ones."""
+        th = theta if self.fitted and theta is not None else {}
+        return KernelParams(0 if self.kernel == "gamma" else 1, self.gamma_shape,
+                            th.get("tau_k_hours", self.tau_k_hours), th.get("tau_rise_hours", self.tau_rise_hours),
+                            th.get("tau_decay_hours", self.tau_decay_hours))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Static description of one fit's model: variant, priors, channels and constants."""
 
@@ -84,13 +129,14 @@ class ModelSpec:
     m_max: float
     mu_o: float
     V0_offset: float
+    window: WindowSpec
 
     @property
     def belief_model(self) -> BeliefModel:
         return get_model(self.variant)
 
     @staticmethod
-    def from_data(data: FitData, variant: str | None = None) -> ModelSpec:
+    def from_data(data: FitData, variant: str | None = None, fit_window: bool = True) -> ModelSpec:
         variant = variant or data.variant
         return ModelSpec(
             variant=variant,
@@ -100,6 +146,7 @@ class ModelSpec:
             m_max=data.m_max,
             mu_o=data.fixed["mu_o"],
             V0_offset=data.fixed["V0_offset"],
+            window=WindowSpec.from_config(data.config, fit_window and data.has_doses),
         )
 
 
@@ -112,6 +159,25 @@ def _logit_normal(value: float, sd: float = LOGIT_SD):
 
 
 # ----------------------------------------------------------------------------- likelihood
+
+
+def window_values(spec: ModelSpec, samples: dict) -> dict:
+    """The window's deterministic parameters from its sampled sites (any leading draw shape).
+
+    diffexp samples tau_rise and the gap to tau_decay, so the two can never swap (the kernel is
+    the same function of them swapped: a two-mode posterior).
+    """
+    if spec.window.fitted and spec.window.kernel == "diffexp":
+        return {"tau_decay_hours": samples["tau_rise_hours"] + samples["window_gap_hours"]}
+    return {}
+
+
+def cohort_drive(spec: ModelSpec, theta: dict, x: ModelInputs):
+    """(arms, T) g(k_j): recomputed from the doses with theta's time constants, or the config's."""
+    if not spec.window.fitted:
+        return x.g_k
+    return arm_drive(x.t_hours, x.dose_hours, x.dose_amounts, spec.window.kernel_params(theta),
+                     spec.window.saturation)
 
 
 def group_params(spec: ModelSpec, theta: dict) -> dict:
@@ -131,7 +197,8 @@ def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs) -> tuple[T
     """
     model = spec.belief_model
     p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
-    traj = run_beliefs(model, p, x.g_k[x.arm_index], x.gate[x.arm_index], x.everyday, x.corrective,
+    g_k = cohort_drive(spec, theta, x)
+    traj = run_beliefs(model, p, g_k[x.arm_index], x.gate[x.arm_index], x.everyday, x.corrective,
                        x.n_corr, any_session=x.session_anywhere, session_steps=x.session_steps,
                        unroll=1 if model.affine_session else 4)
     return traj, model.initial(p).V
@@ -187,13 +254,13 @@ def patient_log_lik(spec: ModelSpec, theta: dict, x: ModelInputs, traj=None):
 def support_bounds(name: str) -> tuple[float, float]:
     """Lower and upper bound of a sampled group-level site's support under the priors below.
 
-    Group parameters (kappa, epsilon, omega, alpha_T) live in (0, 1); SDs, phi and sigmas are
-    positive; means of the per-patient parameters are unbounded. A true value on a bound (the
+    Group parameters (kappa, epsilon, omega, alpha_T) live in (0, 1); SDs, phi, sigmas and the
+    window's time constants are positive; means of the per-patient parameters are unbounded. A true value on a bound (the
     flagship's omega = 1) cannot sit inside any central posterior interval.
     """
     if name in ("kappa", "epsilon", "omega", "alpha_T"):
         return 0.0, 1.0
-    if name.startswith("tau_") or name in ("phi", "sigma_baseline", "sigma_treated"):
+    if name.startswith("tau_") or name.endswith("_hours") or name in ("phi", "sigma_baseline", "sigma_treated"):
         return 0.0, math.inf
     return -math.inf, math.inf
 
@@ -220,6 +287,15 @@ def sample_params(spec: ModelSpec, n_patients: int) -> dict:
             theta[name] = numpyro.sample("omega", dist.Beta(*OMEGA_BETA))
         else:
             theta[name] = numpyro.sample(name, _logit_normal(group_loc[name]))
+    w = spec.window
+    if w.fitted and w.kernel == "gamma":
+        theta["tau_k_hours"] = numpyro.sample("tau_k_hours", dist.LogNormal(math.log(w.tau_k_hours), LOG_SD_WINDOW))
+    elif w.fitted:
+        theta["tau_rise_hours"] = numpyro.sample(
+            "tau_rise_hours", dist.LogNormal(math.log(w.tau_rise_hours), LOG_SD_WINDOW))
+        theta["window_gap_hours"] = numpyro.sample(
+            "window_gap_hours", dist.LogNormal(math.log(w.tau_decay_hours - w.tau_rise_hours), LOG_SD_WINDOW))
+        theta["tau_decay_hours"] = numpyro.deterministic("tau_decay_hours", window_values(spec, theta)["tau_decay_hours"])
     if spec.has_ema:
         theta["phi"] = numpyro.sample("phi", dist.LogNormal(math.log(pr.phi), LOG_SD_PHI))
     if spec.has_visits:
@@ -245,6 +321,12 @@ def init_values(spec: ModelSpec, n_patients: int) -> dict:
     for name in model.group_params:
         value = OMEGA_BETA[0] / sum(OMEGA_BETA) if name == "omega" else group_loc[name]
         values[name] = jnp.float32(value)
+    w = spec.window
+    if w.fitted and w.kernel == "gamma":
+        values["tau_k_hours"] = jnp.float32(w.tau_k_hours)
+    elif w.fitted:
+        values["tau_rise_hours"] = jnp.float32(w.tau_rise_hours)
+        values["window_gap_hours"] = jnp.float32(w.tau_decay_hours - w.tau_rise_hours)
     if spec.has_ema:
         values["phi"] = jnp.float32(pr.phi)
     if spec.has_visits:
@@ -264,11 +346,11 @@ def belief_model(x: ModelInputs, spec: ModelSpec):
     numpyro.factor("log_lik", _total_log_lik(spec, theta, x))
 
 
-def build(data: FitData, variant: str | None = None):
+def build(data: FitData, variant: str | None = None, fit_window: bool = True):
     """(model, spec, inputs): ``model(inputs)`` is ready for NUTS or SVI."""
     from functools import partial
 
-    spec = ModelSpec.from_data(data, variant)
+    spec = ModelSpec.from_data(data, variant, fit_window)
     return partial(belief_model, spec=spec), spec, data.inputs()
 
 
@@ -280,6 +362,9 @@ def true_theta(data: FitData, params: dict, variant: str | None = None) -> dict:
     pop = cfg.population
     for n in model.group_params:
         theta[n] = jnp.float32(getattr(pop, n))
+    pl = cfg.plasticity
+    for n in ("tau_k_hours", "tau_rise_hours", "tau_decay_hours"):  # read only if the window is fitted
+        theta[n] = jnp.float32(getattr(pl, n))
     theta["phi"] = jnp.float32(cfg.observations.ema.phi)
     theta["sigma_baseline"] = jnp.float32(cfg.observations.visits.noise_sd_baseline)
     theta["sigma_treated"] = jnp.float32(cfg.observations.visits.noise_sd_treated)

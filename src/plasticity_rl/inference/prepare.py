@@ -49,7 +49,10 @@ class ModelInputs(NamedTuple):
     """JAX arrays the NumPyro model reads (a pytree, passed as the model's argument)."""
 
     arm_index: jnp.ndarray  # (N,) int32
-    g_k: jnp.ndarray  # (arms, T) saturated plasticity drive
+    g_k: jnp.ndarray  # (arms, T) saturated plasticity drive at the config's kernel
+    t_hours: jnp.ndarray  # (T,) start of each step: with the doses, the fit recomputes g_k
+    dose_hours: jnp.ndarray  # (arms, D) dose times, padded with amount 0
+    dose_amounts: jnp.ndarray  # (arms, D) relative amounts (0: padding or placebo)
     gate: jnp.ndarray  # (arms, T) acute drug state
     everyday: jnp.ndarray  # (N, T) float32 in {0, 1}
     corrective: jnp.ndarray  # (N, T, n_max) float32 in {0, 1}
@@ -82,6 +85,7 @@ class FitData:
     steps_per_day: int
     days: int
     arm: ArmInputs  # per-arm g_k and gate (from the config's schedules and kernel)
+    schedules: Schedules  # the arms' dose and session times on the step grid
     everyday: np.ndarray
     corrective: np.ndarray
     n_corr: np.ndarray
@@ -108,6 +112,11 @@ class FitData:
         return bool(np.isfinite(self.ema).any())
 
     @property
+    def has_doses(self) -> bool:
+        """Whether any patient's arm doses: otherwise the data say nothing about the window."""
+        return bool((self.schedules.dose_amounts[np.unique(self.arm_index)] > 0).any())
+
+    @property
     def has_visits(self) -> bool:
         return bool(np.isfinite(self.visit_score).any())
 
@@ -118,6 +127,9 @@ class FitData:
         return ModelInputs(
             arm_index=jnp.asarray(self.arm_index, jnp.int32),
             g_k=jnp.asarray(self.arm.g_k, jnp.float32),
+            t_hours=jnp.asarray(self.schedules.t_hours, jnp.float32),
+            dose_hours=jnp.asarray(self.schedules.dose_hours, jnp.float32),
+            dose_amounts=jnp.asarray(self.schedules.dose_amounts, jnp.float32),
             gate=jnp.asarray(self.arm.gate, jnp.float32),
             everyday=jnp.asarray(self.everyday, jnp.float32),
             corrective=jnp.asarray(self.corrective, jnp.float32),
@@ -190,6 +202,7 @@ def from_simulation(sim: Simulation) -> FitData:
         steps_per_day=sch.steps_per_day,
         days=cfg.experiment.days,
         arm=sim.inputs,
+        schedules=sch,
         everyday=np.asarray(ex.everyday, np.float32),
         corrective=np.asarray(ex.corrective, np.float32),
         n_corr=np.asarray(ex.n_corr, np.int32),
@@ -479,6 +492,7 @@ def from_tables(tables: dict[str, pd.DataFrame], cfg: Config, variant: str | Non
         steps_per_day=sch.steps_per_day,
         days=days,
         arm=arm_inputs(cfg, sch),
+        schedules=sch,
         everyday=everyday,
         corrective=corrective,
         n_corr=n_corr,

@@ -140,6 +140,8 @@ def _panel_figure(n: int, width: float = 3.5, height: float = 3.3, max_cols: int
 
 def _param_unit(name: str) -> str:
     """The scale a fitted parameter lives on (plain words, for axis titles)."""
+    if name.endswith("_hours"):
+        return "hours"
     base = re.sub(r"^(mu|tau)_", "", name)
     if base.startswith("logit_") or base in ("A", "A_pos", "A_neg"):
         return "logit units"
@@ -315,6 +317,16 @@ def _resting_level(alpha: np.ndarray) -> float:
     return float(np.quantile(pos, 0.05)) if pos.size else 0.0
 
 
+def _window_length_caption(window: pd.DataFrame) -> str:
+    how = window.attrs.get("window_length")
+    if how == "fitted":
+        return (" Its length is fitted too (the kernel's time constants, window_parameters.csv), and the "
+                "bands carry that uncertainty.")
+    if how == "fixed":
+        return " Its length is the config's kernel, held fixed in this fit."
+    return ""
+
+
 def window_posterior(
     window: pd.DataFrame,
     arm_labels: Mapping[str, str] | None = None,
@@ -397,7 +409,7 @@ def window_posterior(
         f"level (the others stay at the baseline). Zoomed on the days where it does, ± {ZOOM_PAD_DAYS:g} "
         f"days (of days {d_lo:g}–{d_end:g}).{shared_txt} α drops toward 0 in the step of each infusion (no "
         f"learning while dissociated). The height of the window is the fitted boost A, which has not been "
-        f"measured in humans.{_flag_caption(title_note)}",
+        f"measured in humans.{_window_length_caption(window)}{_flag_caption(title_note)}",
     )
 
 
