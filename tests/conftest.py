@@ -66,3 +66,43 @@ def flagship_tables(flagship_sim):
     from plasticity_rl.data import tables
 
     return tables(flagship_sim)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_compilation_cache(tmp_path_factory):
+    """One persistent JAX compilation cache for the whole run, fresh each run.
+
+    Dask workers (recovery, SBC) and subprocesses are new processes; with a shared on-disk cache
+    a program compiled by one of them is loaded by the next (plasticity_rl.batch hands the
+    caller's cache to its workers, as the CLI's users get). Fresh per run, so no test can pass
+    on a stale compilation. PLASTICITY_RL_NO_CACHE=1 turns it off.
+    """
+    import os
+
+    import jax
+
+    if os.environ.get("PLASTICITY_RL_NO_CACHE") or jax.config.jax_compilation_cache_dir is not None:
+        yield None
+        return
+    cache = tmp_path_factory.mktemp("jax-cache")
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    yield cache
+    jax.config.update("jax_compilation_cache_dir", None)
+
+
+# A tiny single-infusion study and a tiny fit, shared by the recovery, SBC and report tests: the
+# same data shapes and sampler settings make the same programs, so whichever test compiles a
+# fit first leaves it in the session's compilation cache for the others (and their workers).
+TINY_FIT = ("--chains", "1", "--warmup", "20", "--draws", "20")
+
+
+@pytest.fixture(scope="session")
+def tiny_study() -> tuple[dict, tuple[str, ...]]:
+    """(config as a dict: single_infusion, 3 patients per arm, 14 days), CLI fit options."""
+    import yaml
+
+    data = yaml.safe_load(bundled_config_path("single_infusion").read_text())
+    data["experiment"].update({"patients_per_arm": 3, "days": 14})
+    data["observations"] = {"ema": {"missing_rate": 0.1}, "visits": {"days": [0, 6.9, 8, 14]}}
+    return data, TINY_FIT

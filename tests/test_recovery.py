@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from plasticity_rl.cli import app
-from plasticity_rl.config import bundled_config_path, config_from_dict
+from plasticity_rl.config import config_from_dict
 from plasticity_rl.recovery import sbc_job
 
-TINY_FIT = ["--chains", "1", "--warmup", "20", "--draws", "20"]
-
-
-def tiny_config(tmp_path):
-    data = yaml.safe_load(bundled_config_path("single_infusion").read_text())
-    data["experiment"].update({"patients_per_arm": 3, "days": 14})
-    data["observations"] = {"ema": {"missing_rate": 0.1}, "visits": {"days": [0, 6.9, 8, 14]}}
+@pytest.fixture
+def tiny_config(tmp_path, tiny_study):
+    """The shared tiny study (conftest.py) as a config file: (path, dict)."""
+    data, _ = tiny_study
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, data
 
 
-def test_two_fit_recovery_on_a_local_cluster_completes_and_a_rerun_skips_both(tmp_path):
-    cfg, _ = tiny_config(tmp_path)
+@pytest.fixture
+def tiny_fit(tiny_study):
+    return list(tiny_study[1])
+
+
+def test_two_fit_recovery_on_a_local_cluster_completes_and_a_rerun_skips_both(tmp_path, tiny_config, tiny_fit):
+    cfg, _ = tiny_config
     out = tmp_path / "rec"
-    argv = ["recover", str(cfg), "--datasets", "2", "--workers", "2", "--out", str(out), "--quiet", *TINY_FIT]
+    argv = ["recover", str(cfg), "--datasets", "2", "--workers", "2", "--out", str(out), "--quiet", *tiny_fit]
     res = CliRunner().invoke(app, argv)
     assert res.exit_code == 0, res.output
     jobs = sorted((out / "jobs").glob("recover-*.json"))
@@ -41,12 +44,12 @@ def test_two_fit_recovery_on_a_local_cluster_completes_and_a_rerun_skips_both(tm
     assert [p.stat().st_mtime_ns for p in jobs] == stamps
 
 
-def test_sbc_command_writes_ranks_uniformity_and_says_which_fits_failed(tmp_path):
+def test_sbc_command_writes_ranks_uniformity_and_says_which_fits_failed(tmp_path, tiny_config, tiny_fit):
     import pandas as pd
 
-    cfg, _ = tiny_config(tmp_path)
+    cfg, _ = tiny_config
     out = tmp_path / "sbc"
-    argv = ["sbc", str(cfg), "--reps", "2", "--workers", "2", "--out", str(out), "--quiet", *TINY_FIT]
+    argv = ["sbc", str(cfg), "--reps", "2", "--workers", "2", "--out", str(out), "--quiet", *tiny_fit]
     res = CliRunner().invoke(app, argv)
     assert res.exit_code == 0, res.output
     ranks = pd.read_csv(out / "sbc_ranks.csv")
@@ -57,8 +60,8 @@ def test_sbc_command_writes_ranks_uniformity_and_says_which_fits_failed(tmp_path
     assert (out / "figures" / "sbc_ranks.png").is_file()
 
 
-def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tmp_path):
-    _, data = tiny_config(tmp_path)
+def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tiny_config):
+    _, data = tiny_config
     cfg = config_from_dict(data).model_dump(mode="json")
     res = sbc_job(cfg, seed=3, fit={"method": "nuts", "chains": 1, "warmup": 20, "draws": 20}, thin_to=19)
     expected = {"mu_logit_alpha0", "mu_A", "mu_logit_S0", "tau_A", "kappa", "epsilon", "omega", "phi",

@@ -25,7 +25,6 @@ import pytest
 from typer.testing import CliRunner
 
 from plasticity_rl.cli import app
-from plasticity_rl.config import bundled_config_path, load_config
 from plasticity_rl.report import failed_rows
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -42,19 +41,17 @@ def find_chromium() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A run folder made by the CLI from a tiny single-infusion config, plus lesson figures and a fake fit."""
+def run_dir(tmp_path_factory, tiny_study):
+    """A run folder made by the CLI from the tiny study of conftest.py, plus lesson figures and a fake fit."""
     base = tmp_path_factory.mktemp("report")
-    data = load_config(bundled_config_path("single_infusion")).model_dump(mode="json")
-    data["experiment"]["patients_per_arm"] = 4  # the shapes of tests/test_lesson_plots.py: JAX compiles once
+    data, tiny_fit = tiny_study  # the recovery tests' study and fit: their compiled programs are reused
     cfg_path = base / "tiny.yaml"
     import yaml
 
     cfg_path.write_text(yaml.safe_dump(data))
     # The whole pipeline (simulate, fit both variants, compare, report) with a deliberately short
     # fit, so the real diagnostics fail and the report must say so.
-    result = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(base / "runs"), "--quiet",
-                                      "--chains", "2", "--warmup", "30", "--draws", "30"])
+    result = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(base / "runs"), "--quiet", *tiny_fit])
     assert result.exit_code == 0, result.output
     folder = Path(result.output.strip().splitlines()[-1])
     assert (folder / "report.html").is_file(), "plasticity-rl run must write report.html"
@@ -109,7 +106,7 @@ def test_report_shows_the_real_fits_and_the_model_comparison(run_dir):
     # compare ranks by integrated LOO and keeps the conditional ranking beside it
     assert (run_dir / "compare" / "loo_conditional.csv").is_file()
     assert (run_dir / "fit-schema" / "loo_marginal.nc").is_file()
-    # 2 chains x 30 draws cannot pass the diagnostics: both real fits and the fake one say so.
+    # 1 chain x 20 draws cannot pass the diagnostics: both real fits and the fake one say so.
     assert text.count("this file flags the fit as failed") == 3
 
 

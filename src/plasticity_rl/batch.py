@@ -40,7 +40,23 @@ def pending(jobs: list[Job], out: Path) -> list[Job]:
     return [j for j in jobs if not result_path(out, j.name).is_file()]
 
 
-def _run_one(job: Job) -> dict:
+def _compilation_cache() -> tuple[str, float] | None:
+    """The caller's persistent JAX compilation cache (dir, min compile seconds), if it has one."""
+    import jax
+
+    cache_dir = jax.config.jax_compilation_cache_dir
+    return (str(cache_dir), float(jax.config.jax_persistent_cache_min_compile_time_secs)) if cache_dir else None
+
+
+def _run_one(job: Job, cache: tuple[str, float] | None = None) -> dict:
+    # Workers are fresh processes: give them the caller's compilation cache, so the second and
+    # later workers (and the next study) load a fit's programs instead of compiling them again.
+    if cache is not None:
+        import jax
+
+        if jax.config.jax_compilation_cache_dir is None:
+            jax.config.update("jax_compilation_cache_dir", cache[0])
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", cache[1])
     return job.func(**job.kwargs)
 
 
@@ -80,7 +96,9 @@ def _run_on_dask(todo, out, scheduler, n_workers, progress, description, skipped
     try:
         with Progress(*columns, disable=not progress, transient=False) as bar:
             task = bar.add_task(f"{description} ({skipped} already done)", total=len(todo))
-            futures = {client.submit(_run_one, job, key=f"{job.name}-{os.getpid()}", pure=False): job for job in todo}
+            cache = _compilation_cache()
+            futures = {client.submit(_run_one, job, cache, key=f"{job.name}-{os.getpid()}", pure=False): job
+                       for job in todo}
             for fut in as_completed(futures):
                 job = futures[fut]
                 write_json_atomic(result_path(out, job.name), fut.result())
