@@ -33,7 +33,7 @@ from plasticity_rl.inference import (
     true_theta,
 )
 from plasticity_rl.inference.model import ModelSpec, init_values
-from plasticity_rl.simulate import first_treatment_hours, simulate
+from plasticity_rl.simulate import arm_inputs, first_treatment_hours, simulate
 
 GROUP_MEANS = ("logit_alpha0", "A", "logit_S0")
 
@@ -123,6 +123,29 @@ def test_every_variant_has_a_finite_log_density_and_gradient(sim, variant):
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads.values())
     if variant == "schema_ungated":
         assert "alpha_T" in grads
+
+
+def test_the_long_window_kernel_is_fitted_with_ordered_time_constants(sim, cfg):
+    """diffexp: tau_rise and the gap to tau_decay are sampled, so tau_decay > tau_rise always
+    (the kernel is the same function of the two swapped). At the config's values the model's
+    drive is the simulator's, so the likelihood equals the fixed-window one."""
+    raw = cfg.model_dump(mode="json")
+    raw["plasticity"]["kernel"] = "diffexp"
+    fd = replace(from_simulation(sim), config=config_from_dict(raw))
+    model, spec, x = build(fd)
+    assert spec.window.params == ("tau_rise_hours", "tau_decay_hours")
+    init = init_values(spec, sim.n_patients)
+    assert {"tau_rise_hours", "window_gap_hours"} <= set(init)
+    density = jax.jit(jax.value_and_grad(lambda v: log_density(model, (x,), {}, v)[0]))
+    value, grads = density(init)
+    assert np.isfinite(float(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads.values())
+    assert float(grads["window_gap_hours"]) != 0.0  # the data reach the window's decay
+    fixed = ModelSpec.from_data(fd, fit_window=False)
+    theta = true_theta(fd, sim.params)
+    x_fixed = x._replace(g_k=jnp.asarray(arm_inputs(fd.config, fd.schedules).g_k))  # the simulator's diffexp drive
+    log_lik = jax.jit(patient_log_lik, static_argnums=0)
+    np.testing.assert_allclose(np.asarray(log_lik(spec, theta, x_fixed)), np.asarray(log_lik(fixed, theta, x_fixed)),
+                               rtol=1e-5, atol=1e-4)  # float32 time constants vs the config's floats
 
 
 # ----------------------------------------------------------------------------- table validation
