@@ -89,3 +89,21 @@ def test_coverage_of_a_true_value_on_its_supports_bound_is_undefined_not_zero():
     assert "bound" in summary.loc["omega", "note"]
     assert abs(summary.loc["omega", "bias"] - (-0.07)) < 1e-9
     assert summary.loc["kappa", "coverage_90"] == 1.0 and summary.loc["kappa", "note"] == ""
+
+
+def test_sbc_simulates_prior_draws_beyond_the_bounds_a_user_config_accepts(tiny_config):
+    """SBC must simulate from the fit's prior as it is: a draw of sigma_treated above the config's
+    30-point bound (LogNormal(log 10, 0.5): ~1 % of draws) once stopped a whole study."""
+    from plasticity_rl.recovery import simulation_config
+    from plasticity_rl.simulate import simulate
+
+    _, data = tiny_config
+    base = config_from_dict(data)
+    truth = {"tau_k_hours": 20.0, "phi": 12.0, "sigma_baseline": 6.0, "sigma_treated": 37.6}
+    cfg = simulation_config(base, truth)
+    assert cfg.plasticity.tau_k_hours == 20.0 and cfg.observations.ema.phi == 12.0
+    assert cfg.observations.visits.noise_sd_treated == 37.6 and base.observations.visits.noise_sd_treated == 10.0
+    sim = simulate(cfg)  # the simulator takes the drawn kernel: its window peaks 40 h after the dose
+    g = np.asarray(sim.inputs.g_k)[int(np.argmax(np.asarray(sim.inputs.g_k).max(axis=1)))]
+    dose_h = float(sim.schedules.dose_hours.max())
+    assert float(sim.schedules.t_hours[int(np.argmax(g))]) - dose_h == pytest.approx(40.0, abs=3.0)

@@ -156,6 +156,24 @@ def prior_draw(cfg: Config, variant: str, n_patients: int, seed: int) -> dict[st
     return {k: np.asarray(v["value"]) for k, v in trace.items() if v["type"] in ("sample", "deterministic")}
 
 
+def simulation_config(base: Config, truth: dict) -> Config:
+    """``base`` with a prior draw's kernel time constants and observation noise, for simulating.
+
+    Not validated again, on purpose: the values come from the fit's own prior, which SBC must
+    sample as it is, and its tails reach past the bounds a config accepts from a user (a draw of
+    sigma_treated ~ LogNormal(log 10, 0.5) exceeds the config's 30 score points ~1 % of the time).
+    """
+    pl = base.plasticity.model_copy(update={n: float(truth[n]) for n in window_spec(base).params})
+    ema, visits = base.observations.ema, base.observations.visits
+    if "phi" in truth:
+        ema = ema.model_copy(update={"phi": float(truth["phi"])})
+    if "sigma_baseline" in truth:
+        visits = visits.model_copy(update={"noise_sd_baseline": float(truth["sigma_baseline"]),
+                                           "noise_sd_treated": float(truth["sigma_treated"])})
+    observations = base.observations.model_copy(update={"ema": ema, "visits": visits})
+    return base.model_copy(update={"plasticity": pl, "observations": observations})
+
+
 def sbc_job(cfg: dict, seed: int, fit: dict, thin_to: int) -> dict:
     """Draw from the prior, simulate with it, fit, and rank each true group parameter."""
     from plasticity_rl.data import tables
@@ -173,15 +191,7 @@ def sbc_job(cfg: dict, seed: int, fit: dict, thin_to: int) -> dict:
     model = get_model(variant)
     override = {name: truth[name] for name in model.patient_params}
     override.update({name: float(truth[name]) for name in model.group_params})
-    data = base.model_dump(mode="json")
-    for name in window_spec(base).params:  # the window drawn from the prior, as the simulator's kernel
-        data["plasticity"][name] = float(truth[name])
-    if "phi" in truth:
-        data["observations"]["ema"]["phi"] = float(truth["phi"])
-    if "sigma_baseline" in truth:
-        data["observations"]["visits"]["noise_sd_baseline"] = float(truth["sigma_baseline"])
-        data["observations"]["visits"]["noise_sd_treated"] = float(truth["sigma_treated"])
-    sim = simulate(config_from_dict(data), override)
+    sim = simulate(simulation_config(base, truth), override)
     # Fit the simulated tables against the BASE config: its priors are the ones drawn from.
     idata = fit_model(tables(sim), base, seed=seed, **fit)
     ranks = {}
