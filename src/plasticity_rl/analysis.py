@@ -112,9 +112,6 @@ def synergy(idata: az.InferenceData, day: float, roles: dict[str, str] | None = 
     return pd.DataFrame(rows)
 
 
-WINDOW_PARAMS = ("tau_k_hours", "tau_rise_hours", "tau_decay_hours")
-
-
 def _fitted_drive(idata: az.InferenceData) -> np.ndarray | None:
     """(draws, arm, step) g(k_j) at each draw's fitted time constants; None if the window was fixed.
 
@@ -123,10 +120,11 @@ def _fitted_drive(idata: az.InferenceData) -> np.ndarray | None:
     import jax
     import jax.numpy as jnp
 
+    from plasticity_rl.inference.model import window_was_fitted
     from plasticity_rl.plasticity import KernelParams, arm_drive
 
     post, const, attrs = idata.posterior, idata.constant_data, idata.posterior.attrs
-    if not any(n in post for n in WINDOW_PARAMS) or "dose_hours" not in const:
+    if not window_was_fitted(post) or "dose_hours" not in const:
         return None
     gamma = attrs.get("window_kernel", "gamma") == "gamma"
     names = ("tau_k_hours",) if gamma else ("tau_rise_hours", "tau_decay_hours")
@@ -194,8 +192,10 @@ def window_parameters(idata: az.InferenceData, cfg: Config | None = None) -> pd.
         tk, how = values["tau_k_hours"]
         values["peak_hours"] = (shape * tk, how)
     elif "tau_rise_hours" in values and "tau_decay_hours" in values:
+        from plasticity_rl.plasticity import diffexp_peak_hours
+
         r, d = values["tau_rise_hours"][0], values["tau_decay_hours"][0]
-        values["peak_hours"] = (np.log(d / r) * r * d / (d - r), values["tau_rise_hours"][1])
+        values["peak_hours"] = (np.asarray(diffexp_peak_hours(r, d), np.float64), values["tau_rise_hours"][1])
     for n in ("mu_A", "mu_A_pos"):
         if n in post:
             values[n] = (_draws(post[n]), "fitted")

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from plasticity_rl.inference.model import ModelSpec, build, patient_log_lik
+from plasticity_rl.inference.model import ModelSpec, build, patient_log_lik, window_was_fitted
 from plasticity_rl.inference.prepare import ModelInputs, prepare
 
 T_DF = 4.0  # proposal tails (its covariance is twice the Laplace covariance)
@@ -149,7 +149,7 @@ def marginal_loo_data(
     variant = variant or str(idata.posterior.attrs.get("variant"))
     fd = prepare(data, cfg, variant)
     post = idata.posterior
-    _, spec, x = build(fd, fit_window=any(n in post for n in ("tau_k_hours", "tau_rise_hours")))
+    _, spec, x = build(fd, fit_window=window_was_fitted(post))
     names = spec.belief_model.patient_params
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     if post.sizes.get("patient") != fd.n_patients:

@@ -85,6 +85,14 @@ class Priors:
         )
 
 
+WINDOW_TIME_CONSTANTS = ("tau_k_hours", "tau_rise_hours", "tau_decay_hours")  # the kernel's, in hours
+
+
+def window_was_fitted(posterior) -> bool:
+    """Whether a fit's posterior (or any mapping of its variables) holds the window's time constants."""
+    return any(n in posterior for n in WINDOW_TIME_CONSTANTS)
+
+
 @dataclass(frozen=True)
 class WindowSpec:
     """The plasticity kernel: its family and fixed shape, and the time constants' prior centres."""
