@@ -118,6 +118,17 @@ class WindowSpec:
             return ()
         return ("tau_k_hours",) if self.kernel == "gamma" else ("tau_rise_hours", "tau_decay_hours")
 
+    def sampled_centres(self) -> dict[str, float]:
+        """The sampled sites (each log-normal around its centre, hours); empty when fixed.
+
+        diffexp samples tau_rise and the gap to tau_decay (see :func:`window_values`).
+        """
+        if not self.fitted:
+            return {}
+        if self.kernel == "gamma":
+            return {"tau_k_hours": self.tau_k_hours}
+        return {"tau_rise_hours": self.tau_rise_hours, "window_gap_hours": self.tau_decay_hours - self.tau_rise_hours}
+
     def kernel_params(self, theta: dict | None = None) -> KernelParams:
         """KernelParams with the time constants from ``theta`` where fitted, else the fixed ones."""
         th = theta if self.fitted and theta is not None else {}
@@ -263,8 +274,9 @@ def support_bounds(name: str) -> tuple[float, float]:
     """Lower and upper bound of a sampled group-level site's support under the priors below.
 
     Group parameters (kappa, epsilon, omega, alpha_T) live in (0, 1); SDs, phi, sigmas and the
-    window's time constants are positive; means of the per-patient parameters are unbounded. A true value on a bound (the
-    flagship's omega = 1) cannot sit inside any central posterior interval.
+    window's time constants are positive; means of the per-patient parameters are unbounded. A
+    true value on a bound (the flagship's omega = 1) cannot sit inside any central posterior
+    interval.
     """
     if name in ("kappa", "epsilon", "omega", "alpha_T"):
         return 0.0, 1.0
@@ -295,15 +307,10 @@ def sample_params(spec: ModelSpec, n_patients: int) -> dict:
             theta[name] = numpyro.sample("omega", dist.Beta(*OMEGA_BETA))
         else:
             theta[name] = numpyro.sample(name, _logit_normal(group_loc[name]))
-    w = spec.window
-    if w.fitted and w.kernel == "gamma":
-        theta["tau_k_hours"] = numpyro.sample("tau_k_hours", dist.LogNormal(math.log(w.tau_k_hours), LOG_SD_WINDOW))
-    elif w.fitted:
-        theta["tau_rise_hours"] = numpyro.sample(
-            "tau_rise_hours", dist.LogNormal(math.log(w.tau_rise_hours), LOG_SD_WINDOW))
-        theta["window_gap_hours"] = numpyro.sample(
-            "window_gap_hours", dist.LogNormal(math.log(w.tau_decay_hours - w.tau_rise_hours), LOG_SD_WINDOW))
-        theta["tau_decay_hours"] = numpyro.deterministic("tau_decay_hours", window_values(spec, theta)["tau_decay_hours"])
+    for name, centre in spec.window.sampled_centres().items():
+        theta[name] = numpyro.sample(name, dist.LogNormal(math.log(centre), LOG_SD_WINDOW))
+    for name, value in window_values(spec, theta).items():
+        theta[name] = numpyro.deterministic(name, value)
     if spec.has_ema:
         theta["phi"] = numpyro.sample("phi", dist.LogNormal(math.log(pr.phi), LOG_SD_PHI))
     if spec.has_visits:
@@ -329,12 +336,8 @@ def init_values(spec: ModelSpec, n_patients: int) -> dict:
     for name in model.group_params:
         value = OMEGA_BETA[0] / sum(OMEGA_BETA) if name == "omega" else group_loc[name]
         values[name] = jnp.float32(value)
-    w = spec.window
-    if w.fitted and w.kernel == "gamma":
-        values["tau_k_hours"] = jnp.float32(w.tau_k_hours)
-    elif w.fitted:
-        values["tau_rise_hours"] = jnp.float32(w.tau_rise_hours)
-        values["window_gap_hours"] = jnp.float32(w.tau_decay_hours - w.tau_rise_hours)
+    for name, centre in spec.window.sampled_centres().items():
+        values[name] = jnp.float32(centre)
     if spec.has_ema:
         values["phi"] = jnp.float32(pr.phi)
     if spec.has_visits:
@@ -371,7 +374,7 @@ def true_theta(data: FitData, params: dict, variant: str | None = None) -> dict:
     for n in model.group_params:
         theta[n] = jnp.float32(getattr(pop, n))
     pl = cfg.plasticity
-    for n in ("tau_k_hours", "tau_rise_hours", "tau_decay_hours"):  # read only if the window is fitted
+    for n in WINDOW_TIME_CONSTANTS:  # read only if the window is fitted
         theta[n] = jnp.float32(getattr(pl, n))
     theta["phi"] = jnp.float32(cfg.observations.ema.phi)
     theta["sigma_baseline"] = jnp.float32(cfg.observations.visits.noise_sd_baseline)
