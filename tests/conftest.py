@@ -10,9 +10,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpyro
 import pytest
 
-from plasticity_rl.config import Config, bundled_config_path, config_from_dict, load_config
+# Several host devices, as the CLI sets (plasticity_rl.cli.main), so tests take the paths users
+# get: parallel chains, and patients and integrated-LOO draws split over devices. Before JAX starts.
+numpyro.set_host_device_count(4)
+
+from plasticity_rl.config import Config, bundled_config_path, config_from_dict, load_config  # noqa: E402
 
 SMALL_PATIENTS_PER_ARM = 4  # 5 arms x 4 = 20 patients, 56 days x 8 steps
 

@@ -29,7 +29,7 @@ against plain Monte Carlo from the population with many draws.
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import lru_cache, partial
 
 import arviz as az
 import jax
@@ -130,6 +130,35 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
     return jax.lax.map(one_draw, (groups, theta_fit))
 
 
+@lru_cache(maxsize=None)
+def _on_devices(spec: ModelSpec, M: int, n_devices: int):
+    """:func:`marginal_draws` as one ``pmap`` over ``n_devices`` local devices (one thread each)."""
+    return jax.pmap(lambda x, groups, theta_fit, key: marginal_draws(spec, x, groups, theta_fit, M, key),
+                    in_axes=(None, 0, 0, None), devices=jax.local_devices()[:n_devices])
+
+
+def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: int, key):
+    """:func:`marginal_draws` with the S draws split over the local devices, when there are several.
+
+    The draws are independent and share the common random numbers (one ``key``), so the split
+    changes nothing but the wall time: with the CLI's host devices a 2-core machine runs two
+    draws at once (the flagship's integrated LOO: 26 s -> 13 s, benchmarks/README.md).
+    """
+    S = theta_fit.shape[0]
+    D = min(jax.local_device_count(), S)
+    if D < 2:
+        return marginal_draws(spec, x, groups, theta_fit, M, key)
+    pad = (-S) % D  # repeat the last draw so every device gets the same count; dropped below
+
+    def split(a):
+        a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+        return a.reshape((D, -1) + a.shape[1:])
+
+    ll, ess = _on_devices(spec, M, D)(x, jax.tree.map(split, groups), split(theta_fit), key)
+    join = lambda a: a.reshape((-1,) + a.shape[2:])[:S]  # noqa: E731
+    return join(ll), join(ess)
+
+
 def marginal_loo_data(
     idata: az.InferenceData,
     data,
@@ -158,8 +187,8 @@ def marginal_loo_data(
     gnames = group_names(spec)
     groups = {n: jnp.asarray(post[n].values[:, keep].reshape(-1), jnp.float32) for n in gnames}
     theta_fit = np.stack([post[n].values[:, keep].reshape(n_chain * keep.size, -1) for n in names], axis=-1)
-    ll, ess = marginal_draws(spec, x, groups, jnp.asarray(theta_fit, jnp.float32), importance_samples,
-                             jax.random.key(seed))  # (S, N) each
+    ll, ess = marginal_draws_on_devices(spec, x, groups, jnp.asarray(theta_fit, jnp.float32), importance_samples,
+                                        jax.random.key(seed))  # (S, N) each
     ll = np.asarray(ll, np.float64).reshape(n_chain, keep.size, -1)
     ess = np.asarray(ess, np.float64)
     if not np.all(np.isfinite(ll)):
