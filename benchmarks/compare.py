@@ -8,7 +8,8 @@ One run of this driver:
    gitignored): ``inputs.npz`` (the arrays the NumPyro model reads), ``peer.npz`` (the same data
    flattened for the peers: recorded ratings only, sessions as rows, D + E per visit) and
    ``meta.json`` (priors, fixed constants, the initial point), so every engine reads identical data;
-2. fits the default ``schema`` model with each engine, each fit in its own subprocess (so its
+2. fits the default ``schema`` model (the window's length tau_k sampled, as ``plasticity-rl fit``
+   does) with each engine, each fit in its own subprocess (so its
    peak memory is its own ``rusage``):
 
    - ``plasticity_rl``: ``plasticity_rl.inference.fit`` (NumPyro NUTS), as the CLI's ``fit`` runs
@@ -19,9 +20,9 @@ One run of this driver:
      ``--pymc-all-sizes``;
 
 3. reports per engine and size: compile seconds, sampling seconds, min bulk / tail ESS over the
-   twelve group parameters, min bulk ESS per sampling second, divergences, max R-hat (group
+   thirteen group parameters (tau_k among them), min bulk ESS per sampling second, divergences, max R-hat (group
    parameters), peak memory, and whether the posterior means of the group parameters agree with
-   plasticity_rl's within Monte-Carlo error (|diff| < 4 sqrt(mcse_a^2 + mcse_b^2) for all twelve);
+   plasticity_rl's within Monte-Carlo error (|diff| < 4 sqrt(mcse_a^2 + mcse_b^2) for all thirteen);
    then the ratio of plasticity_rl's ESS/s to the best peer's at each size. Results are merged
    (by engine and size) into ``results/latest.json`` and rendered to ``results/compare.md``.
 
@@ -65,7 +66,7 @@ ENGINES = ("plasticity_rl", "stan", "nutpie", "pymc")
 PEERS = ("stan", "nutpie", "pymc")
 PATIENT_PARAMS = ("logit_alpha0", "A", "logit_S0")
 GROUP = ("mu_logit_alpha0", "mu_A", "mu_logit_S0", "tau_logit_alpha0", "tau_A", "tau_logit_S0",
-         "kappa", "epsilon", "omega", "phi", "sigma_baseline", "sigma_treated")
+         "kappa", "epsilon", "omega", "phi", "sigma_baseline", "sigma_treated", "tau_k_hours")
 CHECK_RTOL = 1e-6
 AGREE_Z = 4.0
 
@@ -104,7 +105,8 @@ def unconstrained_layout(n: int) -> list[tuple[str, int, str]]:
     for p in PATIENT_PARAMS:
         out += [(f"mu_{p}", 1, "identity"), (f"tau_{p}", 1, "log"), (f"z_{p}", n, "identity")]
     out += [("kappa", 1, "logit"), ("epsilon", 1, "logit"), ("omega", 1, "logit"),
-            ("phi", 1, "log"), ("sigma_baseline", 1, "log"), ("sigma_treated", 1, "log")]
+            ("phi", 1, "log"), ("sigma_baseline", 1, "log"), ("sigma_treated", 1, "log"),
+            ("tau_k_hours", 1, "log")]
     return out
 
 
@@ -146,7 +148,8 @@ def peer_arrays(x, n_arms: int) -> dict[str, np.ndarray]:
     return {
         "N": np.int64(N), "T": np.int64(T), "n_arms": np.int64(n_arms), "n_max": np.int64(n_max),
         "arm": arm,
-        "g_k": f64(x.g_k), "gate": f64(x.gate),
+        "gate": f64(x.gate),
+        "t_hours": f64(x.t_hours), "dose_hours": f64(x.dose_hours), "dose_amounts": f64(x.dose_amounts),
         "everyday": np.asarray(x.everyday).astype(np.int64),
         "sess_i": sess_i.astype(np.int64), "sess_t": sess_t.astype(np.int64),
         "sess_n": n_corr[sess_i, sess_t], "sess_c": f64(np.asarray(x.corrective)[sess_i, sess_t]),
@@ -164,6 +167,7 @@ def make_data(size: str, workdir: Path) -> Path:
         EPS,
         LOG_SD_PHI,
         LOG_SD_SIGMA,
+        LOG_SD_WINDOW,
         LOGIT_SD,
         MU_SD,
         OMEGA_BETA,
@@ -180,6 +184,8 @@ def make_data(size: str, workdir: Path) -> Path:
     spec = ModelSpec.from_data(fd)
     if spec.variant != "schema" or not (spec.has_ema and spec.has_visits):
         raise SystemExit(f"expected the schema model with EMA and visits, got {spec}")
+    if not (spec.window.fitted and spec.window.kernel == "gamma"):
+        raise SystemExit(f"the peers implement the fitted gamma-kernel window, got {spec.window}")
     x = fd.inputs()
     np.savez_compressed(folder / "inputs.npz", **{k: np.asarray(v) for k, v in x._asdict().items()})
     peer = peer_arrays(x, len(fd.arm_names))
@@ -196,6 +202,7 @@ def make_data(size: str, workdir: Path) -> Path:
         "n_censored": int(peer["cens_i"].size), "n_session_rows": int(peer["sess_i"].size),
         "m_max": float(spec.m_max), "mu_o": float(spec.mu_o), "V0_offset": float(spec.V0_offset),
         "eps_v": float(EPS), "alpha_max": float(ALPHA_MAX), "score_range": list(SCORE_RANGE),
+        "gamma_shape": spec.window.gamma_shape, "k_max": spec.window.saturation,
         "priors": {
             "mu_loc": [mu_loc[p] for p in PATIENT_PARAMS], "mu_sd": [MU_SD[p] for p in PATIENT_PARAMS],
             "tau_scale": TAU_SCALE, "logit_sd": LOGIT_SD,
@@ -204,6 +211,7 @@ def make_data(size: str, workdir: Path) -> Path:
             "log_phi_loc": math.log(pr.phi), "log_sd_phi": LOG_SD_PHI,
             "log_sb_loc": math.log(pr.sigma_baseline), "log_st_loc": math.log(pr.sigma_treated),
             "log_sd_sigma": LOG_SD_SIGMA,
+            "log_tau_k_loc": math.log(spec.window.tau_k_hours), "log_sd_window": LOG_SD_WINDOW,
         },
         "init": init,
         "config_source": "plasticity_rl bundled flagship.yaml",
@@ -227,7 +235,10 @@ def stan_data(peer: dict, meta: dict) -> dict:
     lo, hi = meta["score_range"]
     return {
         "N": N, "T": T, "n_arms": int(peer["n_arms"]), "n_max": int(peer["n_max"]),
-        "arm": (peer["arm"] + 1).tolist(), "g_k": peer["g_k"].tolist(), "gate": peer["gate"].tolist(),
+        "arm": (peer["arm"] + 1).tolist(), "gate": peer["gate"].tolist(),
+        "n_dose": int(peer["dose_hours"].shape[1]), "t_hours": peer["t_hours"].tolist(),
+        "dose_hours": peer["dose_hours"].tolist(), "dose_amounts": peer["dose_amounts"].tolist(),
+        "gamma_shape": meta["gamma_shape"], "k_max": meta["k_max"],
         "everyday": peer["everyday"].tolist(),
         "n_sess": int(peer["sess_i"].size), "sess_id": sess_id.tolist(), "sess_n": peer["sess_n"].tolist(),
         "sess_c": peer["sess_c"].reshape(-1, int(peer["n_max"])).tolist(),
@@ -246,6 +257,7 @@ def stan_data(peer: dict, meta: dict) -> dict:
         "logit_sd": pr["logit_sd"], "omega_a": pr["omega_a"], "omega_b": pr["omega_b"],
         "log_phi_loc": pr["log_phi_loc"], "log_sd_phi": pr["log_sd_phi"],
         "log_sb_loc": pr["log_sb_loc"], "log_st_loc": pr["log_st_loc"], "log_sd_sigma": pr["log_sd_sigma"],
+        "log_tau_k_loc": pr["log_tau_k_loc"], "log_sd_window": pr["log_sd_window"],
         "eps_v": meta["eps_v"], "alpha_max": meta["alpha_max"],
     }
 
@@ -337,9 +349,8 @@ def worker_plasticity_rl(folder: Path, a) -> dict:
             if k in saved.files and not np.array_equal(np.asarray(v), saved[k]):
                 raise SystemExit(f"re-simulated input {k} differs from {folder / 'inputs.npz'}")
     t0 = time.perf_counter()
-    # The window held at the config's kernel: the peers' models (peers/) take g(k) as data, as
-    # plasticity_rl's did when these benchmarks were recorded (fitting it is the default since).
-    idata = fit(fd, chains=a.chains, warmup=a.warmup, draws=a.draws, seed=a.seed, fit_window=False)
+    # The default model: the window's length sampled, as `plasticity-rl fit` does (and the peers).
+    idata = fit(fd, chains=a.chains, warmup=a.warmup, draws=a.draws, seed=a.seed)
     mcmc_s = float(idata.posterior.attrs["sampling_seconds"])
     t_end = t0 + mcmc_s
     compile_s = sum(d for t, _, d in compile_events if t <= t_end + 1e-3)
@@ -565,7 +576,8 @@ def fit_engine(engine: str, size: str, folder: Path, a) -> dict:
     rec = {"engine": engine, "size": size, "chains": a.chains, "warmup": a.warmup, "draws": a.draws,
            "wall_s": round(wall, 1), "peak_mem_mb": round(maxrss, 1), "tree_peak_mem_mb": round(tree, 1),
            "load_before": load0, "load_after": loadavg(), "exit_code": code,
-           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+           "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "window": "fitted"}  # tau_k sampled; records without this key held it fixed
     if code != 0 or not out.exists():
         if wall > a.timeout:
             rec["status"] = f"timeout after {wall / 60:.0f} min"
@@ -590,6 +602,9 @@ def fit_engine(engine: str, size: str, folder: Path, a) -> dict:
 def agreement(rec: dict, ref: dict) -> tuple[bool, list[str]]:
     bad = []
     for name in GROUP:
+        if name not in rec["summary"] or name not in ref["summary"]:  # a record of the older, fixed-window model
+            bad.append(f"{name}: not in both fits (one is of the fixed-window model)")
+            continue
         s, r = rec["summary"][name], ref["summary"][name]
         tol = AGREE_Z * math.sqrt(s["mcse_mean"] ** 2 + r["mcse_mean"] ** 2)
         if not abs(s["mean"] - r["mean"]) < tol:
@@ -615,7 +630,7 @@ def record(rec: dict) -> dict:
     out["peak_mem_mb"] = rec.get("peak_mem_mb")
     out["agrees"] = rec.get("agrees")
     for k in ("status", "disagreements", "tree_peak_mem_mb", "chains", "warmup", "draws", "load_before",
-              "load_after", "wall_s", "finished", "dtype", "summary"):
+              "load_after", "wall_s", "finished", "dtype", "window", "summary"):
         if k in rec:
             out[k] = rec[k]
     return out
@@ -636,7 +651,9 @@ def ratios(records: list[dict]) -> dict[str, dict]:
     for size in SIZES:
         rows = [r for r in records if r["size"] == size and r.get("ess_per_s")]
         ours = next((r for r in rows if r["engine"] == "plasticity_rl"), None)
-        peers = [r for r in rows if r["engine"] != "plasticity_rl"]
+        # only fits of the same model: a record with the window fixed is not a peer of one with it fitted
+        peers = [r for r in rows if r["engine"] != "plasticity_rl"
+                 and ours and r.get("window", "fixed") == ours.get("window", "fixed")]
         if ours and peers:
             best = max(peers, key=lambda r: r["ess_per_s"])
             out[size] = {"ratio": ours["ess_per_s"] / best["ess_per_s"], "best_peer": best["engine"]}
@@ -658,14 +675,15 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
         "Written by `python benchmarks/compare.py` (see `benchmarks/README.md`, section \"Fitting speed against "
         "Stan and PyMC\"). The `schema` model with the same priors and likelihood in every engine, fitted to the "
         "same simulated flagship data (small: 20 patients x 28 days, medium: 100 x 56, large: 400 x 56; "
-        "8 steps a day). ESS and R-hat over the 12 group parameters; ESS/s = min bulk ESS / sampling seconds. "
+        "8 steps a day). ESS and R-hat over the group parameters (13 with the window's length tau_k "
+        "sampled; 12 in records whose window column says fixed, from before the default model fitted it); ESS/s = min bulk ESS / sampling seconds. "
         "`agrees`: every group parameter's posterior mean is within 4 sqrt(mcse^2 + mcse_ref^2) of "
         "plasticity_rl's. Peak memory: max RSS of the largest process of the fit (rusage); the tree column "
         "sums all its processes (sampled every 0.5 s).",
         "",
-        "| size | engine | chains x (warm-up + draws) | compile s | sampling s | min bulk ESS | min tail ESS | "
+        "| size | engine | window | chains x (warm-up + draws) | compile s | sampling s | min bulk ESS | min tail ESS | "
         "bulk ESS/s | divergences | max R-hat | peak MB | tree peak MB | agrees | load avg (before → after) | finished |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for r in records:
         agrees = "(reference)" if r["engine"] == "plasticity_rl" and r.get("status") == "ok" else _fmt(r.get("agrees"))
@@ -674,7 +692,7 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
                                                   else " (failed, see notes)")
         lb, la = r.get("load_before") or [None], r.get("load_after") or [None]
         lines.append(
-            f"| {r['size']} | {r['engine']}{status} | {r.get('chains')} x ({r.get('warmup')} + {r.get('draws')}) | "
+            f"| {r['size']} | {r['engine']}{status} | {r.get('window', 'fixed')} | {r.get('chains')} x ({r.get('warmup')} + {r.get('draws')}) | "
             f"{_fmt(r.get('compile_s'), '.1f')} | {_fmt(r.get('sampling_s'), '.1f')} | "
             f"{_fmt(r.get('min_bulk_ess'), '.0f')} | {_fmt(r.get('min_tail_ess'), '.0f')} | "
             f"{_fmt(r.get('ess_per_s'), '.3g')} | {_fmt(r.get('divergences'))} | {_fmt(r.get('max_rhat'), '.3f')} | "
@@ -795,7 +813,9 @@ def run_check(sizes, engines, a) -> bool:
         if not a.no_write:  # kept beside the timings, rendered into compare.md
             a.results.mkdir(parents=True, exist_ok=True)
             path = a.results / "check.json"
-            old = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["size"] != size]
+            redone = {t["engine"] for t in table}  # rows of the engines not rerun are kept
+            old = [r for r in (json.loads(path.read_text()) if path.exists() else [])
+                   if r["size"] != size or r["engine"] not in redone]
             path.write_text(json.dumps(old + table, indent=2) + "\n")
     print("\ncheck:", "PASSED" if ok else "FAILED", flush=True)
     return ok

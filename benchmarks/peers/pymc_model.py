@@ -5,8 +5,9 @@ the (0, 1) parameters) and the same likelihood as ``src/plasticity_rl/inference/
 Sampled by nutpie (numba backend) and by PyMC's own NUTS.
 
 Everything that does not depend on the parameters is precomputed by compare.py
-(``peer_arrays``) and passed in as constants; this file implements only the parameter
-transforms, the belief recurrence and the observation densities.
+(``peer_arrays``) and passed in as constants; this file implements the parameter transforms, the
+plasticity drive g(k_j) from the sampled window length tau_k (gamma kernel, as
+``plasticity_rl.plasticity.arm_drive``), the belief recurrence and the observation densities.
 
 The recurrence is one ``pytensor.scan`` over the T steps, vectorised over patients. Sessions are
 rare (8 of 448 steps in the flagship trial), so their closed-form updates
@@ -22,7 +23,18 @@ import pytensor
 import pytensor.tensor as pt
 
 GROUP = ("mu_logit_alpha0", "mu_A", "mu_logit_S0", "tau_logit_alpha0", "tau_A", "tau_logit_S0",
-         "kappa", "epsilon", "omega", "phi", "sigma_baseline", "sigma_treated")
+         "kappa", "epsilon", "omega", "phi", "sigma_baseline", "sigma_treated", "tau_k_hours")
+
+
+def _arm_drive(d: dict, meta: dict, tau_k):
+    """(arms, T) g(k_j) = k_max tanh(sum_d amount_d K(t_j - t_d) / k_max), K the gamma kernel."""
+    n, k_max = meta["gamma_shape"], meta["k_max"]
+    tau = d["t_hours"][None, :, None] - d["dose_hours"][:, None, :]  # (arms, T, doses)
+    after = tau > 0
+    tau_pos = np.where(after, tau, 1.0)  # a safe value where K is 0, so no log(0) in the graph
+    log_k = n * pt.log(tau_pos / (n * tau_k)) + n - tau_pos / tau_k
+    k = pt.sum(d["dose_amounts"][:, None, :] * pt.switch(after, pt.exp(log_k), 0.0), axis=2)
+    return k_max * pt.tanh(k / k_max)
 
 
 def _session_terms(alpha_s, n, c, n_max):
@@ -43,7 +55,6 @@ def build_model(d: dict, meta: dict) -> pm.Model:
     N, T, n_max = int(d["N"]), int(d["T"]), int(d["n_max"])
     pr = meta["priors"]
     arm = d["arm"]
-    g = np.ascontiguousarray(d["g_k"][arm].T)  # (T, N) drive of each patient's arm
     gate = np.ascontiguousarray(d["gate"][arm].T)
     o = np.ascontiguousarray(d["everyday"].T.astype("float64"))  # (T, N)
     # session steps: (S,) steps where some patient has corrective outcomes
@@ -73,6 +84,8 @@ def build_model(d: dict, meta: dict) -> pm.Model:
         phi = pm.LogNormal("phi", pr["log_phi_loc"], pr["log_sd_phi"], initval=init["phi"])
         sb = pm.LogNormal("sigma_baseline", pr["log_sb_loc"], pr["log_sd_sigma"], initval=init["sigma_baseline"])
         st = pm.LogNormal("sigma_treated", pr["log_st_loc"], pr["log_sd_sigma"], initval=init["sigma_treated"])
+        tau_k = pm.LogNormal("tau_k_hours", pr["log_tau_k_loc"], pr["log_sd_window"], initval=init["tau_k_hours"])
+        g = _arm_drive(d, meta, tau_k)[arm].T  # (T, N) drive of each patient's arm
 
         la0, boost, lS0 = lp["logit_alpha0"], lp["A"], lp["logit_S0"]
         amax = meta["alpha_max"]

@@ -2,10 +2,11 @@
 // benchmarks/compare.py. Same priors, same unconstrained parameterisation, same likelihood.
 //
 // Python precomputes everything that does not depend on the parameters (benchmarks/compare.py,
-// `peer_arrays`): the per-arm plasticity drive g(k_j) and acute gate, the everyday outcomes, the
+// `peer_arrays`): the per-arm acute gate, the dose times and amounts, the everyday outcomes, the
 // corrective sessions (one row per patient and session step), the recorded EMA ratings and visit
-// scores (missing ones are left out), and each visit's D + E offsets. This program implements only
-// the parameter transforms, the belief recurrence and the observation densities.
+// scores (missing ones are left out), and each visit's D + E offsets. This program implements the
+// parameter transforms, the plasticity drive g(k_j) from the sampled window length tau_k (gamma
+// kernel, src/plasticity_rl/plasticity.py), the belief recurrence and the observation densities.
 //
 // Every density is written as `target += *_lpdf(...)` so that constants are kept: log_prob with
 // the Jacobian then equals minus NumPyro's potential energy exactly (checked by `compare.py --check`).
@@ -15,7 +16,12 @@ data {
   int<lower=1> n_arms;
   int<lower=1> n_max;                  // corrective slots per session
   array[N] int<lower=1, upper=n_arms> arm;
-  matrix[n_arms, T] g_k;               // saturated plasticity drive g(k_j) per arm
+  int<lower=1> n_dose;                 // doses per arm (padded with amount 0)
+  vector[T] t_hours;                   // start of each step
+  matrix[n_arms, n_dose] dose_hours;
+  matrix[n_arms, n_dose] dose_amounts;
+  real<lower=0> gamma_shape;           // the kernel's shape n (fixed)
+  real<lower=0> k_max;                 // saturation: g(k) = k_max tanh(k / k_max)
   matrix[n_arms, T] gate;              // acute drug state per arm
   array[N, T] int<lower=0, upper=1> everyday;
   int<lower=0> n_sess;                 // (patient, step) pairs with corrective outcomes
@@ -57,6 +63,8 @@ data {
   real log_sb_loc;
   real log_st_loc;
   real log_sd_sigma;
+  real log_tau_k_loc;
+  real log_sd_window;
   real eps_v;                          // V clipped to [eps_v, 1 - eps_v] in the Beta
   real alpha_max;
 }
@@ -76,12 +84,26 @@ parameters {
   real<lower=0> phi;
   real<lower=0> sigma_baseline;
   real<lower=0> sigma_treated;
+  real<lower=0> tau_k_hours;
 }
 model {
   vector[N] la0 = mu_logit_alpha0 + tau_logit_alpha0 * z_logit_alpha0;
   vector[N] boost = mu_A + tau_A * z_A;
   vector[N] lS0 = mu_logit_S0 + tau_logit_S0 * z_logit_S0;
   matrix[N, T + 1] V_pad;
+  matrix[n_arms, T] g_k;  // saturated drive per arm: plasticity.arm_drive with the gamma kernel
+
+  for (a in 1:n_arms) {
+    for (t in 1:T) {
+      real k = 0;
+      for (d in 1:n_dose) {
+        real tau = t_hours[t] - dose_hours[a, d];
+        if (tau > 0)  // K(tau) = (tau / (n tau_k))^n exp(n - tau / tau_k), 0 before the dose
+          k += dose_amounts[a, d] * exp(gamma_shape * log(tau / (gamma_shape * tau_k_hours)) + gamma_shape - tau / tau_k_hours);
+      }
+      g_k[a, t] = k_max * tanh(k / k_max);
+    }
+  }
 
   // priors, constants kept
   target += normal_lpdf(mu_logit_alpha0 | mu_loc[1], mu_sd[1]);
@@ -100,6 +122,7 @@ model {
   target += lognormal_lpdf(phi | log_phi_loc, log_sd_phi);
   target += lognormal_lpdf(sigma_baseline | log_sb_loc, log_sd_sigma);
   target += lognormal_lpdf(sigma_treated | log_st_loc, log_sd_sigma);
+  target += lognormal_lpdf(tau_k_hours | log_tau_k_loc, log_sd_window);
 
   // the belief recurrence, one patient at a time
   for (i in 1:N) {
