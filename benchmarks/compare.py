@@ -656,7 +656,8 @@ def ratios(records: list[dict]) -> dict[str, dict]:
                  and ours and r.get("window", "fixed") == ours.get("window", "fixed")]
         if ours and peers:
             best = max(peers, key=lambda r: r["ess_per_s"])
-            out[size] = {"ratio": ours["ess_per_s"] / best["ess_per_s"], "best_peer": best["engine"]}
+            out[size] = {"ratio": ours["ess_per_s"] / best["ess_per_s"], "best_peer": best["engine"],
+                         "window": ours.get("window", "fixed")}
     return out
 
 
@@ -706,8 +707,19 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
     if not rat:
         lines.append("(no size with both plasticity_rl and a peer)")
     for size, v in rat.items():
-        verdict = "meets" if v["ratio"] >= 3 else "does NOT meet"
-        lines.append(f"- {size}: **{v['ratio']:.2f}x** (best peer: {v['best_peer']}); {verdict} the 3x target")
+        # the target counts only with trustworthy fits: every engine's R-hat <= 1.01, no divergence, agreeing means
+        same = [r for r in records if r["size"] == size and r.get("ess_per_s")
+                and r.get("window", "fixed") == v["window"]]
+        bad = [f"{r['engine']} R-hat {r['max_rhat']:.3f}" for r in same if r["max_rhat"] > 1.01]
+        bad += [f"{r['engine']} {r['divergences']} divergences" for r in same if r["divergences"]]
+        bad += [f"{r['engine']} disagrees" for r in same if r["engine"] != "plasticity_rl" and r.get("agrees") is False]
+        if v["ratio"] < 3:
+            verdict = "does NOT meet the 3x target"
+        elif bad:
+            verdict = "above 3x, but does NOT meet the target's conditions (" + "; ".join(bad) + ")"
+        else:
+            verdict = "meets the 3x target"
+        lines.append(f"- {size}: **{v['ratio']:.2f}x** (best peer: {v['best_peer']}); {verdict}")
     dis = [r for r in records if r.get("disagreements")]
     if dis:
         lines += ["", "## Disagreements with plasticity_rl's posterior means", ""]
