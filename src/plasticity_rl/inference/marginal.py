@@ -142,7 +142,7 @@ def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, the
 
     The draws are independent and share the common random numbers (one ``key``), so the split
     changes nothing but the wall time: with the CLI's host devices a 2-core machine runs two
-    draws at once (the flagship's integrated LOO: 26 s -> 13 s, benchmarks/README.md).
+    draws at once (the flagship's integrated LOO: 26 s -> 16 s, benchmarks/README.md, attempt 32).
     """
     S = theta_fit.shape[0]
     D = min(jax.local_device_count(), S)
