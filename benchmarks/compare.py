@@ -651,13 +651,15 @@ def ratios(records: list[dict]) -> dict[str, dict]:
     for size in SIZES:
         rows = [r for r in records if r["size"] == size and r.get("ess_per_s")]
         ours = next((r for r in rows if r["engine"] == "plasticity_rl"), None)
+        if ours is None:
+            continue
         # only fits of the same model: a record with the window fixed is not a peer of one with it fitted
-        peers = [r for r in rows if r["engine"] != "plasticity_rl"
-                 and ours and r.get("window", "fixed") == ours.get("window", "fixed")]
-        if ours and peers:
+        window = ours.get("window", "fixed")
+        peers = [r for r in rows if r["engine"] != "plasticity_rl" and r.get("window", "fixed") == window]
+        if peers:
             best = max(peers, key=lambda r: r["ess_per_s"])
             out[size] = {"ratio": ours["ess_per_s"] / best["ess_per_s"], "best_peer": best["engine"],
-                         "window": ours.get("window", "fixed")}
+                         "window": window}
     return out
 
 
