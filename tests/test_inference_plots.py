@@ -85,8 +85,8 @@ def recovery(rng):
     for level, name, n in (("group", "mu_A", 12), ("group", "phi", 12), ("patient", "A", 300)):
         t = rng.normal(2.0, 0.5, n)
         m = t + rng.normal(0, 0.2, n)
-        rows += [{"level": level, "parameter": name, "true": ti, "mean": mi, "low": mi - 0.3, "high": mi + 0.3}
-                 for ti, mi in zip(t, m)]
+        rows += [{"level": level, "parameter": name, "true": ti, "mean": mi, "sd": 0.18, "low": mi - 0.3,
+                  "high": mi + 0.3} for ti, mi in zip(t, m)]
     return pd.DataFrame(rows)
 
 
@@ -257,6 +257,8 @@ def test_window_posterior_flat_alpha_shows_everything(tables):
 
 
 def test_recovery_scatter_titles_and_identity(tables):
+    from plasticity_rl.recovery import expected_r
+
     rec = tables["recovery"]
     fig = build("recovery_scatter", tables)
     assert len(fig.axes) == 3
@@ -265,6 +267,9 @@ def test_recovery_scatter_titles_and_identity(tables):
         cover = ((g["true"] >= g["low"]) & (g["true"] <= g["high"])).mean()
         assert ax.get_title().startswith(name)
         assert f"r = {r:.2f}" in ax.get_title() and f"{cover:.0%}" in ax.get_title()
+        # per-patient panels also give the r the posteriors' widths allow; group panels do not
+        expected = f"(expected {expected_r(g['true'].to_numpy(), g['sd'].to_numpy()):.2f})"
+        assert (expected in ax.get_title()) == (g["level"].iloc[0] == "patient")
     texts = legend_texts(fig)
     assert any(t.startswith("group-level") for t in texts) and any(t.startswith("patient-level") for t in texts)
     fig2 = recovery_scatter(rec.drop(columns="level"))  # level is optional

@@ -107,3 +107,19 @@ def test_sbc_simulates_prior_draws_beyond_the_bounds_a_user_config_accepts(tiny_
     g = np.asarray(sim.inputs.g_k)[int(np.argmax(np.asarray(sim.inputs.g_k).max(axis=1)))]
     dose_h = float(sim.schedules.dose_hours.max())
     assert float(sim.schedules.t_hours[int(np.argmax(g))]) - dose_h == pytest.approx(40.0, abs=3.0)
+
+
+def test_expected_r_matches_the_correlation_an_exact_posterior_reaches():
+    """Normal-normal model: theta ~ N(0, 1), y ~ N(theta, s^2); the exact posterior is
+    N(y / (1 + s^2), s^2 / (1 + s^2)). The posterior means' correlation with theta must match
+    expected_r computed from the posterior SDs alone, for an informative and an uninformative design."""
+    from plasticity_rl.recovery import expected_r
+
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=20_000)
+    for s in (0.3, 2.0):
+        y = theta + s * rng.normal(size=theta.size)
+        post_mean, post_sd = y / (1 + s**2), np.full(theta.size, np.sqrt(s**2 / (1 + s**2)))
+        observed = np.corrcoef(theta, post_mean)[0, 1]
+        assert abs(expected_r(theta, post_sd) - observed) < 0.01, (s, observed)
+    assert np.isnan(expected_r(np.ones(5), np.full(5, 0.1)))  # no spread in the truth: undefined

@@ -441,6 +441,7 @@ def recovery_scatter(recovery: pd.DataFrame, *, title_note: str | None = None) -
     params = _arms_in_order(recovery["parameter"])
     has_level = "level" in recovery.columns
     thinned: set[str] = set()
+    has_expected = False
     with house_style():
         fig, axes, left, bottom = _panel_figure(len(params), width=3.4, height=3.4)
         seen_levels: dict[str, object] = {}
@@ -470,9 +471,17 @@ def recovery_scatter(recovery: pd.DataFrame, *, title_note: str | None = None) -
             r = float(np.corrcoef(t, m)[0, 1]) if len(g) > 2 and np.std(t) > 0 and np.std(m) > 0 else np.nan
             cover = float(np.mean((t >= lo) & (t <= hi)))
             r_txt = f"r = {r:.2f}" if np.isfinite(r) else "r = n/a"
+            if level == "patient" and "sd" in g:
+                from plasticity_rl.recovery import expected_r  # lazy: recovery imports the workflow
+
+                r_exp = expected_r(t, g["sd"].to_numpy(np.float64))
+                if np.isfinite(r_exp):
+                    r_txt += f" (expected {r_exp:.2f})"
+                    has_expected = True
             on_bound = true_on_support_bound(level, name, t)
             cover_txt = "coverage n/a (true on bound)" if on_bound else f"90% coverage {cover:.0%}"
-            ax.set_title(f"{name} ({_param_unit(name)})\n{r_txt}, {cover_txt}", fontsize=13)
+            sep = "\n" if "expected" in r_txt else ", "  # three short lines rather than two that collide
+            ax.set_title(f"{name} ({_param_unit(name)})\n{r_txt}{sep}{cover_txt}", fontsize=13)
             ax.tick_params(labelsize=11)
             if bottom[k]:
                 ax.set_xlabel("true value (panel's units)", fontsize=13)
@@ -492,6 +501,8 @@ def recovery_scatter(recovery: pd.DataFrame, *, title_note: str | None = None) -
         "data; the dashed line is perfect recovery. Panel titles: the parameter and its scale, the "
         "Pearson correlation r between true values and estimates, and the share of 90% intervals that "
         "contain the true value (about 90% when the intervals are calibrated)"
+        + ("; 'expected' is the r that the per-patient posteriors' own widths allow (a design whose data "
+           "say little about each patient cannot do better, whatever the sampler)" if has_expected else "")
         + (f"; both computed from every estimate, though panels with more than {MAX_POINTS} draw a fixed random "
            f"subset of them." if thinned else ".") + _flag_caption(title_note),
     )
