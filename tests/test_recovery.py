@@ -84,11 +84,15 @@ def test_coverage_of_a_true_value_on_its_supports_bound_is_undefined_not_zero():
                      "mean": 0.93, "low": 0.85, "high": 0.99})
         rows.append({"level": "group", "parameter": "kappa", "patient": -1, "true": 0.3,
                      "mean": 0.31, "low": 0.2, "high": 0.4})
+        # a truth fixed in the config but derived with round-off (spread ~1e-17): no correlation
+        rows.append({"level": "group", "parameter": "epsilon", "patient": -1, "true": 0.05 + k * 1e-17,
+                     "mean": 0.05 + 0.01 * k, "low": 0.0, "high": 0.1})
     summary = summarise_recovery(pd.DataFrame(rows)).set_index("parameter")
     assert np.isnan(summary.loc["omega", "coverage_90"])
     assert "bound" in summary.loc["omega", "note"]
     assert abs(summary.loc["omega", "bias"] - (-0.07)) < 1e-9
     assert summary.loc["kappa", "coverage_90"] == 1.0 and summary.loc["kappa", "note"] == ""
+    assert np.isnan(summary.loc["epsilon", "r"]) and np.isnan(summary.loc["kappa", "r"])
 
 
 def test_sbc_simulates_prior_draws_beyond_the_bounds_a_user_config_accepts(tiny_config):
