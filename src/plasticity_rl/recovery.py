@@ -106,9 +106,9 @@ def expected_r(true: np.ndarray, posterior_sd: np.ndarray) -> float:
     parameter theta satisfies Cov(theta, m) = Var(m) = Var(theta) - E[Var(theta | y)], so
     corr(theta, m) = sqrt(1 - E[Var(theta | y)] / Var(theta)); and no other estimate f(y) from
     the same data does better, since Cov(theta, f) = Cov(m, f) gives corr(theta, f) <= sd(m) /
-    sd(theta), the same number. A low r with a low expected r
-    is the design's limit (the data carry little about each patient), not a fitting failure;
-    an r well below its expectation points at the fit. The identity is exact when every truth
+    sd(theta), the same number. A low r with a low expected r is the design's limit (the data
+    carry little about each patient), not a fitting failure; an r well below its expectation
+    points at the fit. The identity is exact when every truth
     is drawn from the prior the fit assumes (as in SBC); a recovery study fixes the group-level
     truths, so r may fall short of it (measured with 2 x 300 draws: by 0.01-0.06 over 60-300
     patients, 0.10 in one data set of 100; benchmarks/results/recovery_design.md).
