@@ -119,6 +119,17 @@ def expected_r(true: np.ndarray, posterior_sd: np.ndarray) -> float:
     return float(np.sqrt(max(0.0, 1.0 - float(np.mean(np.square(posterior_sd))) / var_true)))
 
 
+def recovery_r(true: np.ndarray, estimate: np.ndarray) -> float:
+    """Pearson r of true values and estimates; NaN for fewer than 3 or for no spread in either.
+
+    A truth held fixed across data sets (epsilon = 0.05 in every one) has no spread to correlate
+    with; round-off in its derivation can leave ~1e-17 of spread, which must not count.
+    """
+    if len(true) < 3 or any(np.allclose(v, v[0], rtol=1e-9, atol=1e-12) for v in (true, estimate)):
+        return float("nan")
+    return float(np.corrcoef(true, estimate)[0, 1])
+
+
 def summarise_recovery(table: pd.DataFrame) -> pd.DataFrame:
     """Per parameter: Pearson r (true vs posterior mean), bias, 90% interval coverage.
 
@@ -130,10 +141,7 @@ def summarise_recovery(table: pd.DataFrame) -> pd.DataFrame:
 
     out = []
     for (level, name), g in table.groupby(["level", "parameter"], sort=False):
-        # A truth held fixed across data sets (epsilon = 0.05 in every one) has no spread to correlate
-        # with; round-off in its derivation can leave ~1e-17 of spread, which must not count.
-        varies = not np.allclose(g["true"], g["true"].iloc[0], rtol=1e-9, atol=1e-12)
-        r = float(np.corrcoef(g["true"], g["mean"])[0, 1]) if len(g) > 2 and varies else np.nan
+        r = recovery_r(g["true"].to_numpy(np.float64), g["mean"].to_numpy(np.float64))
         covered = float(((g["true"] >= g["low"]) & (g["true"] <= g["high"])).mean())
         note = ""
         if true_on_support_bound(level, name, g["true"]):

@@ -468,12 +468,12 @@ def recovery_scatter(recovery: pd.DataFrame, *, title_note: str | None = None) -
             ax.plot([a - pad, b + pad], [a - pad, b + pad], color="0.35", ls="--", lw=1.4, zorder=0)
             ax.set_xlim(a - pad, b + pad)
             ax.set_ylim(a - pad, b + pad)
-            r = float(np.corrcoef(t, m)[0, 1]) if len(g) > 2 and np.std(t) > 0 and np.std(m) > 0 else np.nan
+            from plasticity_rl.recovery import expected_r, recovery_r  # lazy: recovery imports the workflow
+
+            r = recovery_r(t, m)  # the summary table's r, so figure and CSV agree
             cover = float(np.mean((t >= lo) & (t <= hi)))
             r_txt = f"r = {r:.2f}" if np.isfinite(r) else "r = n/a"
             if level == "patient" and "sd" in g:
-                from plasticity_rl.recovery import expected_r  # lazy: recovery imports the workflow
-
                 r_exp = expected_r(t, g["sd"].to_numpy(np.float64))
                 if np.isfinite(r_exp):
                     r_txt += f" (expected {r_exp:.2f})"
