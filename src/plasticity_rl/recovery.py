@@ -111,7 +111,8 @@ def expected_r(true: np.ndarray, posterior_sd: np.ndarray) -> float:
     points at the fit. The identity is exact when every truth
     is drawn from the prior the fit assumes (as in SBC); a recovery study fixes the group-level
     truths, so r may fall short of it (measured with 2 x 300 draws: by 0.01-0.06 over 60-300
-    patients, 0.10 in one data set of 100; benchmarks/results/recovery_design.md).
+    patients, 0.10 in one data set of 100, where the exact per-patient posteriors fall just as
+    short: benchmarks/results/recovery_design.md).
     """
     var_true = float(np.var(true))
     if not np.all(np.isfinite(posterior_sd)) or var_true <= 0:
