@@ -328,6 +328,15 @@ def test_a_failed_warm_start_falls_back_to_the_prior_centres(sim, monkeypatch):
     assert attrs["warm_start"].startswith("failed")
 
 
+def test_the_mass_matrix_is_dense_over_the_group_block_unless_asked_otherwise(sim, good_fit):
+    mass = good_fit.posterior.attrs["mass_matrix"]
+    assert mass.startswith("dense over the group-level parameters (") and "mu_A" in mass and "z_A" not in mass
+    diagonal = fit(sim, chains=1, warmup=5, draws=5, seed=0, mass_matrix="diagonal")
+    assert diagonal.posterior.attrs["mass_matrix"] == "diagonal"
+    with pytest.raises(ValueError, match="mass_matrix 'dense'; allowed: 'dense-group' .* or 'diagonal'"):
+        fit(sim, mass_matrix="dense")
+
+
 def test_diagnostics_flag_a_deliberately_bad_fit(sim):
     bad = fit(sim, chains=2, warmup=10, draws=20, seed=0)
     report = diagnose(bad)

@@ -7,13 +7,15 @@ program takes 10-15 s even for a small cohort (tests/test_chains.py's case: 16 s
 fit, 1.8 s for the next), which recovery, SBC and the lesson notebooks paid once per data set.
 
 This module runs the same NUTS kernel (``numpyro.infer.hmc.hmc``: the same warm-up adaptation,
-step size and diagonal mass matrix as ``NUTS`` with its defaults) with one ``pmap`` per program,
-cached on everything static (model spec, warm-up length, target acceptance, tree depth, chunk
-length) and called with the data as a broadcast argument. Random keys are derived exactly as
-``MCMC`` derives them: without warm-up the draws equal ``MCMC(chain_method="parallel")``'s from
-the same seed up to float32 rounding (tested). With warm-up those rounding differences (the
-same arithmetic, compiled into a different program) grow along NUTS's chaotic trajectories, so
-the chains are the same sampler but not the same numbers.
+step size and mass-matrix blocks as ``NUTS(dense_mass=...)``; see ``group_block``) with one
+``pmap`` per program, cached on everything static (model spec, warm-up length, target
+acceptance, tree depth, chunk length, dense block) and called with the data as a broadcast
+argument. Random keys are derived exactly as
+``MCMC`` derives them: without warm-up the draws match ``MCMC(chain_method="parallel")``'s from
+the same seed, tree for tree, up to float32 rounding grown along the trajectories (tested: within
+2e-3 of the draws' range after 8 draws of 63 leapfrog steps). Those rounding differences (the
+same arithmetic, compiled into a different program) keep growing along NUTS's chaotic
+trajectories, so over a whole fit the chains are the same sampler but not the same numbers.
 
 The chains advance in chunks of iterations (one compiled program reused for warm-up and
 sampling), so a caller can show progress between chunks.
@@ -75,9 +77,39 @@ def _field(state, dotted: str):
     return state
 
 
+def group_block(sites) -> tuple[str, ...]:
+    """The latent sites that share a dense mass-matrix block: every group-level one, sorted.
+
+    Why. The group-level parameters are few (13 in the flagship fit) and correlated (a
+    population's mean learning rate trades off against its plasticity boost and the window's
+    length), which a diagonal mass matrix cannot express, so NUTS takes small steps along those
+    ridges. Adapting their full covariance costs a 13 x 13 matrix; the per-patient z-scores
+    (hundreds, nearly independent a posteriori under the non-centred parameterisation) stay
+    diagonal. Measured at flagship size, 4 x (500 + 1000), same data and seed
+    (benchmarks/README.md, attempt 34): leapfrogs per draw 31.0 -> 23.2 (schema) and 39.9 -> 31.0
+    (schema_ungated); ESS per gradient +14 % and +72 %.
+    """
+    return tuple(sorted(name for name in sites if not name.startswith("z_")))
+
+
+def block_inverse_mass(diagonal, sizes: dict[str, int], block: tuple[str, ...]) -> dict:
+    """A flat diagonal (sites in sorted order, each raveled) in NumPyro's block form.
+
+    ``{block: its diagonal, other sites: theirs}``: NumPyro turns the dense block's diagonal
+    into a diagonal matrix, which the warm-up's first window then replaces with its estimate.
+    """
+    names = sorted(sizes)
+    parts = dict(zip(names, jnp.split(jnp.asarray(diagonal), np.cumsum([sizes[k] for k in names])[:-1])))
+    out = {tuple(block): jnp.concatenate([parts[k] for k in block])}
+    rest = tuple(k for k in names if k not in block)
+    if rest:
+        out[rest] = jnp.concatenate([parts[k] for k in rest])
+    return out
+
+
 @lru_cache(maxsize=8)
 def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: float,
-            max_tree_depth: int) -> Program:
+            max_tree_depth: int, dense_block: tuple[str, ...] = (), step_size: float = 1.0) -> Program:
     """The compiled-once pieces for one model and data shape (``shapes``: the cache key only)."""
     model = partial(belief_model, spec=spec)
     init_kernel, sample_kernel = hmc(
@@ -86,9 +118,11 @@ def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: flo
     def init_one(key, z0, inverse_mass_matrix, x):
         # As NUTS.init: one split of the chain's key, the first half drives the kernel.
         key, _ = jax.random.split(key)
-        # dense_mass=[]: NUTS.init's structural form of dense_mass=False (a diagonal per site).
-        # inverse_mass_matrix: the first window's diagonal (ones = NumPyro's default).
-        return init_kernel(z0, num_warmup=warmup, dense_mass=[], inverse_mass_matrix=inverse_mass_matrix,
+        # dense_mass=[]: NUTS.init's structural form of dense_mass=False (a diagonal per site);
+        # [dense_block]: that block dense, the other sites diagonal.
+        # inverse_mass_matrix: the first window's (ones = NumPyro's default), in block form.
+        return init_kernel(z0, num_warmup=warmup, dense_mass=[dense_block] if dense_block else [],
+                           inverse_mass_matrix=inverse_mass_matrix, step_size=step_size,
                            target_accept_prob=target_accept, trajectory_length=None,
                            max_tree_depth=max_tree_depth, model_args=(x,), rng_key=key)
 
@@ -130,14 +164,17 @@ def _shapes(x):
 def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, draws: int, seed: int,
                       target_accept: float = 0.8, max_tree_depth: int = 10,
                       on_progress: Callable[[int, int], None] | None = None, *,
-                      z_start: dict | None = None, inverse_mass_matrix=None):
+                      z_start: dict | None = None, inverse_mass_matrix=None,
+                      dense_block: tuple[str, ...] = (), step_size: float = 1.0):
     """NUTS with one chain per local device; returns (samples, stats), each (chains, draws, ...).
 
     ``samples`` holds every latent site on its constrained scale; ``stats`` the fields in FIELDS.
     All chains start from ``init`` (constrained values), as ``init_to_value`` does in NumPyro,
     unless ``z_start`` gives each chain its own start (unconstrained, site -> (chains, ...)).
     ``inverse_mass_matrix``: the diagonal the warm-up starts from (flat, sites in sorted order;
-    default ones, as NumPyro). ``on_progress(done, total)`` is called after each chunk of iterations.
+    default ones, as NumPyro). ``dense_block``: sites whose mass matrix is adapted as one dense
+    block (``group_block``; empty: all diagonal). ``step_size``: the first (NUTS's ``step_size``;
+    the warm-up adapts it). ``on_progress(done, total)`` is called after each chunk of iterations.
     """
     if jax.local_device_count() < chains:
         raise ValueError(f"parallel chains need a device per chain: {chains} chains, "
@@ -148,7 +185,7 @@ def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, 
     if missing:
         raise ValueError(f"no initial value for latent site(s) {sorted(missing)}")
     prog = program(spec, shapes, int(warmup), chunk_length(warmup, draws), float(target_accept),
-                   int(max_tree_depth))
+                   int(max_tree_depth), tuple(dense_block), float(step_size))
     if z_start is None:
         z0 = {k: jnp.broadcast_to(t.inv(jnp.asarray(init[k])), (chains,) + jnp.shape(init[k]))
               for k, t in transforms.items()}
@@ -156,8 +193,12 @@ def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, 
         z0 = {k: jnp.asarray(z_start[k]) for k in transforms}
     if inverse_mass_matrix is None:
         inverse_mass_matrix = jnp.ones(sum(int(np.prod(v.shape[1:])) for v in z0.values()))
+    inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
+    if dense_block:
+        sizes = {k: int(np.prod(v.shape[1:])) for k, v in z0.items()}
+        inverse_mass_matrix = block_inverse_mass(inverse_mass_matrix, sizes, tuple(dense_block))
     keys = jax.random.split(jax.random.key(seed), chains)  # as MCMC.run
-    state = prog.init(keys, z0, jnp.asarray(inverse_mass_matrix), x)
+    state = prog.init(keys, z0, inverse_mass_matrix, x)
     total, done, kept = warmup + draws, 0, []
     while done < total:
         state, out = prog.advance(state, x)
