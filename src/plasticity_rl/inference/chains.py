@@ -10,12 +10,12 @@ This module runs the same NUTS kernel (``numpyro.infer.hmc.hmc``: the same warm-
 step size and mass-matrix blocks as ``NUTS(dense_mass=...)``; see ``group_block``) with one
 ``pmap`` per program, cached on everything static (model spec, warm-up length, target
 acceptance, tree depth, chunk length, dense block) and called with the data as a broadcast
-argument. Random keys are derived exactly as
-``MCMC`` derives them: without warm-up the draws match ``MCMC(chain_method="parallel")``'s from
-the same seed, tree for tree, up to float32 rounding grown along the trajectories (tested: within
-2e-3 of the draws' range after 8 draws of 63 leapfrog steps). Those rounding differences (the
-same arithmetic, compiled into a different program) keep growing along NUTS's chaotic
-trajectories, so over a whole fit the chains are the same sampler but not the same numbers.
+argument. Random keys are derived exactly as ``MCMC`` derives them: without warm-up the draws
+match ``MCMC(chain_method="parallel")``'s from the same seed, tree for tree, up to float32
+rounding grown along the trajectories (tested: within 2e-3 of the draws' range after 8 draws of
+63 leapfrog steps). Those rounding differences (the same arithmetic, compiled into a different
+program) keep growing along NUTS's chaotic trajectories, so over a whole fit the chains are the
+same sampler but not the same numbers.
 
 The chains advance in chunks of iterations (one compiled program reused for warm-up and
 sampling), so a caller can show progress between chunks.
@@ -80,10 +80,11 @@ def _field(state, dotted: str):
 def group_block(sites) -> tuple[str, ...]:
     """The latent sites that share a dense mass-matrix block: every group-level one, sorted.
 
-    Why. The group-level parameters are few (13 in the flagship fit) and correlated (a
-    population's mean learning rate trades off against its plasticity boost and the window's
-    length), which a diagonal mass matrix cannot express, so NUTS takes small steps along those
-    ridges. Adapting their full covariance costs a 13 x 13 matrix; the per-patient z-scores
+    Why. The group-level parameters are few (13 in the flagship fit) and correlated (the
+    coupling kappa trades off against the schema's mean starting level, the mean plasticity
+    boost against the window's length: posterior correlations +0.68 and -0.53 in the flagship
+    `schema` fit), which a diagonal mass matrix cannot express, so NUTS takes small steps along
+    those ridges. Adapting their full covariance costs a 13 x 13 matrix; the per-patient z-scores
     (hundreds, nearly independent a posteriori under the non-centred parameterisation) stay
     diagonal. Measured at flagship size, 4 x (500 + 1000), same data and seed
     (benchmarks/README.md, attempt 34): leapfrogs per draw 31.0 -> 23.2 (schema) and 39.9 -> 31.0
