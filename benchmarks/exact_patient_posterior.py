@@ -20,7 +20,7 @@ Two uses:
     python benchmarks/exact_patient_posterior.py configs/recovery_design.yaml --datasets 0-19
     python benchmarks/exact_patient_posterior.py configs/recovery_design.yaml --datasets 2 --fits design
 
-Data set k is the one ``recover`` simulates as its job k (seed = config seed + 1000 (k + 1)).
+Data set k is the one ``recover`` simulates as its job k (``recovery.recovery_seed``).
 About a minute per 100-patient data set on 2 cores.
 """
 
@@ -40,7 +40,7 @@ import pandas as pd
 from plasticity_rl.config import load_config
 from plasticity_rl.inference.model import ModelSpec, patient_log_lik, true_theta
 from plasticity_rl.inference.prepare import from_simulation
-from plasticity_rl.recovery import _with_seed
+from plasticity_rl.recovery import _with_seed, recovery_seed
 from plasticity_rl.simulate import simulate
 
 NAMES = ("logit_alpha0", "A", "logit_S0")
@@ -131,7 +131,7 @@ def main() -> None:
     tables = []
     for k in ks:
         t0 = time.perf_counter()
-        seed = cfg.experiment.seed + 1000 * (k + 1)
+        seed = recovery_seed(cfg, k)
         sim = simulate(_with_seed(cfg.model_dump(mode="json"), seed))
         data = from_simulation(sim)
         spec, x, n = ModelSpec.from_data(data), data.inputs(), sim.n_patients

@@ -108,11 +108,11 @@ def expected_r(true: np.ndarray, posterior_sd: np.ndarray) -> float:
     the same data does better, since Cov(theta, f) = Cov(m, f) gives corr(theta, f) <= sd(m) /
     sd(theta), the same number. A low r with a low expected r is the design's limit (the data
     carry little about each patient), not a fitting failure; an r well below its expectation
-    points at the fit. The identity is exact when every truth
-    is drawn from the prior the fit assumes (as in SBC); a recovery study fixes the group-level
-    truths, so r may fall short of it (measured with 2 x 300 draws: by 0.01-0.06 over 60-300
-    patients, 0.10 in one data set of 100, where the exact per-patient posteriors fall just as
-    short: benchmarks/results/recovery_design.md).
+    points at the fit. The identity is exact when every truth is drawn from the prior the fit
+    assumes (as in SBC); a recovery study fixes the group-level truths, so r may fall short of
+    it (measured with 2 x 300 draws: by 0.01-0.06 over 60-300 patients, 0.10 in one data set of
+    100, where the exact per-patient posteriors fall just as short:
+    benchmarks/results/recovery_design.md).
     """
     var_true = float(np.var(true))
     if not np.all(np.isfinite(posterior_sd)) or var_true <= 0:
@@ -155,12 +155,16 @@ def summarise_recovery(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def recovery_seed(cfg: Config, k: int) -> int:
+    """The seed of a recovery study's data set ``k`` (job ``recover-{k:03d}``): simulation and fit."""
+    return cfg.experiment.seed + 1000 * (k + 1)
+
+
 def recover(cfg: Config, n_datasets: int, out: Path, fit: FitSettings = FitSettings(),
             scheduler: str | None = None, n_workers: int | None = None, progress: bool = True):
     """Run (or resume) a recovery study; returns (per-estimate table, summary table)."""
     cfg_dict = cfg.model_dump(mode="json")
-    base = cfg.experiment.seed
-    jobs = [Job(f"recover-{k:03d}", recovery_job, {"cfg": cfg_dict, "seed": base + 1000 * (k + 1), "fit": _fit_kwargs(fit)})
+    jobs = [Job(f"recover-{k:03d}", recovery_job, {"cfg": cfg_dict, "seed": recovery_seed(cfg, k), "fit": _fit_kwargs(fit)})
             for k in range(n_datasets)]
     results = run_jobs(jobs, Path(out) / "jobs", scheduler=scheduler, n_workers=n_workers,
                        progress=progress, description="recovery fits")
