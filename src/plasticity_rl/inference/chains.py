@@ -207,6 +207,9 @@ def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, 
         if done > warmup:
             kept.append(jax.device_get(out))
         if on_progress is not None:
+            # JAX dispatches asynchronously: without waiting, the warm-up's chunks are all queued
+            # in a blink and the progress bar reaches the warm-up's end long before the chains do.
+            jax.block_until_ready(state)
             on_progress(done, total)
     z = jax.tree.map(lambda *p: np.concatenate(p, axis=1), *[k[0] for k in kept])
     samples = {k: np.asarray(transforms[k](jnp.asarray(v))) for k, v in z.items()}
