@@ -106,8 +106,9 @@ def test_parallel_chains_draw_what_numpyro_mcmc_draws(parallel_result):
     assert latent and latent <= set(parallel_result["mcmc_keys"])  # MCMC adds deterministic sites
     assert parallel_result["moving"] > 1e-4 and parallel_result["diverged"] == 0  # the chains move
     # the same arithmetic compiled into a different program: float32 rounding, grown along
-    # 8 draws of 63 leapfrog steps, moves draws by ~3e-4 of their range (other keys: by ~1)
-    assert parallel_result["worst"] < 2e-3
+    # 8 draws of 63 leapfrog steps, moves draws by 3e-4 to 5e-4 of their range on the machines
+    # measured (other keys or another mass matrix: by 1.6-1.7, i.e. more than their range)
+    assert parallel_result["worst"] < 1e-2
     assert parallel_result["same_steps"]
 
 
@@ -115,7 +116,9 @@ def test_a_dense_group_block_reaches_numpyro_as_nuts_dense_mass_does(parallel_re
     block = parallel_result["block"]
     assert "mu_A" in block and "tau_k_hours" in block and not any(n.startswith("z_") for n in block)
     assert parallel_result["moved"] > 0.05  # a different mass matrix gives different draws ...
-    assert parallel_result["worst_dense"] < 2e-3  # ... the same ones NumPyro's NUTS draws with it
+    # ... the same ones NumPyro's NUTS draws with it, up to rounding grown along the trajectories:
+    # 5e-5 of the range after one draw, 2.0e-3 after six (session 10's machine; 2e-3 was too tight)
+    assert parallel_result["worst_dense"] < 1e-2
     assert parallel_result["mass_matrix"].startswith("dense over the group-level parameters (")
 
 
