@@ -14,9 +14,9 @@ argument. Random keys are derived exactly as ``MCMC`` derives them: without warm
 match ``MCMC(chain_method="parallel")``'s from the same seed, tree for tree, up to float32
 rounding grown along the trajectories (tested: within 1e-2 of the draws' range after 8 draws of
 63 leapfrog steps; measured 3e-4 to 2e-3 depending on the machine and the mass matrix, while
-other keys or another mass matrix move them by more than their range). Those rounding differences (the same arithmetic, compiled into a different
-program) keep growing along NUTS's chaotic trajectories, so over a whole fit the chains are the
-same sampler but not the same numbers.
+another mass matrix moves them by 1.6 times their range). Those rounding differences (the same
+arithmetic, compiled into a different program) keep growing along NUTS's chaotic trajectories,
+so over a whole fit the chains are the same sampler but not the same numbers.
 
 The chains advance in chunks of iterations (one compiled program reused for warm-up and
 sampling), so a caller can show progress between chunks.
