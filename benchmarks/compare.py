@@ -663,6 +663,33 @@ def ratios(records: list[dict]) -> dict[str, dict]:
     return out
 
 
+def time_to_posterior(records: list[dict]) -> dict[str, dict]:
+    """Per size: plasticity_rl's compile + sampling seconds against each peer's.
+
+    A peer stopped at ``--timeout`` (or killed) has no posterior, but its wall time is a lower
+    bound on its time to one, which is enough to show it would have come in later than ours.
+    """
+    out = {}
+    for size in SIZES:
+        rows = [r for r in records if r["size"] == size]
+        ours = next((r for r in rows if r["engine"] == "plasticity_rl" and r.get("status") == "ok"), None)
+        if ours is None:
+            continue
+        window = ours.get("window", "fixed")
+        peers = []
+        for r in rows:
+            if r["engine"] == "plasticity_rl" or r.get("window", "fixed") != window:
+                continue
+            if r.get("status") == "ok":
+                peers.append({"engine": r["engine"], "total_s": r["compile_s"] + r["sampling_s"], "lower_bound": False})
+            elif any(w in (r.get("status") or "") for w in ("timeout", "killed")) and r.get("wall_s"):
+                peers.append({"engine": r["engine"], "total_s": r["wall_s"], "lower_bound": True})
+        if peers:
+            total = ours["compile_s"] + ours["sampling_s"]
+            out[size] = {"ours_s": total, "peers": peers, "below_all": all(total < p["total_s"] for p in peers)}
+    return out
+
+
 def _fmt(v, spec=""):
     if v is None:
         return "—"
@@ -722,6 +749,15 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
         else:
             verdict = "meets the 3x target"
         lines.append(f"- {size}: **{v['ratio']:.2f}x** (best peer: {v['best_peer']}); {verdict}")
+    lines += ["", "## Total time to posterior (compile + sampling)", ""]
+    ttp = time_to_posterior(records)
+    if not ttp:
+        lines.append("(no size with both plasticity_rl and a peer)")
+    for size, v in ttp.items():
+        peers = "; ".join(f"{p['engine']} {'> ' if p['lower_bound'] else ''}{p['total_s']:.0f} s"
+                          + (" (stopped unfinished: a lower bound)" if p["lower_bound"] else "") for p in v["peers"])
+        verdict = "below every peer's" if v["below_all"] else "NOT below every peer's"
+        lines.append(f"- {size}: plasticity_rl **{v['ours_s']:.0f} s**; {peers}: {verdict}")
     dis = [r for r in records if r.get("disagreements")]
     if dis:
         lines += ["", "## Disagreements with plasticity_rl's posterior means", ""]
