@@ -99,6 +99,36 @@ def test_log_lik_at_truth_matches_independent_oracle(sim):
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=2e-3)
 
 
+def test_the_ema_terms_lgamma_matches_scipy_and_its_gradient_digamma():
+    from scipy.special import digamma, gammaln
+
+    from plasticity_rl.inference.model import PHI_MAX, lgamma_positive
+
+    x = np.concatenate([np.geomspace(1e-6, 1.0, 400), np.linspace(1.0, 100.0, 400), np.geomspace(100.0, PHI_MAX, 400)])
+    xs = jnp.asarray(x, jnp.float32)
+    xr = np.asarray(xs, np.float64)  # the float32 points, exactly
+    value = np.asarray(lgamma_positive(xs), np.float64)
+    grad = np.asarray(jax.vmap(jax.grad(lgamma_positive))(xs), np.float64)
+    scale = np.maximum(np.abs(gammaln(xr)), 1.0)
+    assert np.max(np.abs(value - gammaln(xr)) / scale) < 5e-6  # XLA's own lgamma: 1.8e-6 here
+    assert np.max(np.abs(grad - digamma(xr)) / np.maximum(np.abs(digamma(xr)), 1.0)) < 5e-6
+    # A wrong series coefficient or shift shows at the small and middle arguments (x ~ 1-10).
+    assert np.abs(float(lgamma_positive(jnp.float32(3.0))) - np.log(2.0)) < 1e-6
+
+
+def test_the_ema_precision_is_capped_inside_the_likelihood_not_overflowed(sim):
+    from plasticity_rl.inference.model import PHI_MAX, ema_log_lik
+
+    x = from_simulation(sim).inputs()
+    V_end = jnp.full(x.ema.shape, 0.3, jnp.float32)
+    lp = lambda phi: ema_log_lik(V_end, phi, x).sum()  # noqa: E731
+    for phi in (20.0, PHI_MAX, 1e8, 1e30):  # far past where the product in lgamma would overflow
+        value, grad = jax.value_and_grad(lp)(jnp.float32(phi))
+        assert np.isfinite(float(value)) and np.isfinite(float(grad))
+    assert float(lp(jnp.float32(1e8))) == float(lp(jnp.float32(PHI_MAX)))  # flat past the cap
+    assert float(jax.grad(lp)(jnp.float32(1e8))) == 0.0
+
+
 def test_tables_give_the_same_inputs_as_the_simulation(sim, tables, cfg):
     a, b = from_simulation(sim), from_tables(tables, cfg)
     for name in ("arm_index", "everyday", "corrective", "n_corr", "ema", "visit_score", "visit_step",
