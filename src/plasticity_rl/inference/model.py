@@ -249,7 +249,7 @@ def lgamma_positive(x):
 def ema_log_lik(V_end, phi, x: ModelInputs):
     """(N, days) Beta log-densities of the ratings, 0 where missing.
 
-    phi is capped at PHI_MAX (1e6) inside the likelihood, where lgamma_positive is exact: 14 prior
+    phi is capped at PHI_MAX (1e6) inside the likelihood, within lgamma_positive's range: 14 prior
     SDs above the flagship's phi of 20, and 6 above the largest phi a config may set (1e4). Past
     the cap the ratings' density no longer depends on phi, and its prior brings NUTS back.
     """
