@@ -10,6 +10,10 @@ right. Upstream: jax-ml/jax#39257 and #39352. Setting ``--xla_cpu_experimental_y
 The flag only acts if it is in ``XLA_FLAGS`` before the first computation, so the package sets
 it on import and warns when JAX was already running (then set it yourself, or import
 plasticity_rl first). ``tests/test_xla_guard.py`` checks the computation that exposed the bug.
+
+The guard has a price, measured at flagship size (benchmarks/README.md, attempt 41): with ynn
+fusion on, a NUTS leapfrog of the four parallel chains takes 1.26 ms instead of 1.62 ms. Once
+a jaxlib without the bug is out, dropping the flag is worth a fifth of every fit.
 """
 
 from __future__ import annotations
@@ -39,11 +43,41 @@ def _backend_started() -> bool:
         return False
 
 
+def _effective_tokens(flags: str) -> list[str]:
+    """The tokens of ``XLA_FLAGS`` that XLA reads: those before the first one not starting with "--".
+
+    XLA silently ignores that token and every flag after it (measured, jaxlib 0.10.2:
+    ``--xla_cpu_experimental_ynn_fusion_type= bogus=1 --xla_force_host_platform_device_count=3``
+    gives 3 devices; with the last two swapped, 1).
+    """
+    tokens = flags.split()
+    bad = next((i for i, t in enumerate(tokens) if not t.startswith("--")), len(tokens))
+    return tokens[:bad]
+
+
 def disable_ynn_fusion() -> bool:
-    """Add the flag to ``XLA_FLAGS`` unless the user set it; True if it is in effect."""
+    """Put the flag first in ``XLA_FLAGS`` unless the user set it; True if it is in effect.
+
+    First, not last: a token without "--" (for instance ``intra_op_parallelism_threads=1``, a
+    recipe often copied for JAX on CPU) makes XLA ignore every flag after it, so an appended flag
+    was silently dropped and the miscompiling path came back on (tests/test_xla_guard.py).
+    """
     flags = os.environ.get("XLA_FLAGS", "")
-    if FLAG_NAME in flags:
-        return True
+    tokens = flags.split()
+    if tokens and not tokens[0].startswith("--"):
+        # XLA then reads its flags from the file named by XLA_FLAGS; adding to it would make XLA
+        # look for a file that does not exist and abort.
+        warnings.warn(
+            f"plasticity_rl: XLA_FLAGS={flags!r} does not start with '--', so XLA reads its flags "
+            f"from a file of that name; make sure it holds {FLAG} (jaxlib 0.10.2 miscompiles some "
+            "large reductions without it: wrong log-likelihoods).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    effective = _effective_tokens(flags)
+    if any(t.startswith(f"--{FLAG_NAME}=") for t in effective):
+        return True  # the user's own setting, where XLA reads it
     if not _jaxlib_at_least(0, 10, 1):  # older XLA does not know the flag (and has no ynn fusion)
         return False
     if _backend_started():
@@ -56,5 +90,13 @@ def disable_ynn_fusion() -> bool:
             stacklevel=3,
         )
         return False
-    os.environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
+    if len(effective) < len(tokens):
+        ignored = " ".join(tokens[len(effective):])
+        warnings.warn(
+            f"plasticity_rl: XLA ignores the end of XLA_FLAGS from {tokens[len(effective)]!r} on "
+            f"({ignored!r}): every flag must start with '--'. plasticity_rl put its own flag first.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    os.environ["XLA_FLAGS"] = " ".join([FLAG] + tokens)
     return True
