@@ -12,8 +12,10 @@ it on import and warns when JAX was already running (then set it yourself, or im
 plasticity_rl first). ``tests/test_xla_guard.py`` checks the computation that exposed the bug.
 
 The guard has a price, measured at flagship size (benchmarks/README.md, attempt 41): with ynn
-fusion on, a NUTS leapfrog of the four parallel chains takes 1.26 ms instead of 1.62 ms. Once
-a jaxlib without the bug is out, dropping the flag is worth a fifth of every fit.
+fusion on, a NUTS leapfrog of the four parallel chains takes 1.26 ms instead of 1.62 ms - but
+the potential's gradient then differs from the guarded one by 2e-4 of its sum, far beyond
+float32 rounding (1e-7). Whether a jaxlib with the bug fixed keeps that speed is for a
+benchmark to say.
 """
 
 from __future__ import annotations

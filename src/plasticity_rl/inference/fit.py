@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable, Literal
 
 import arviz as az
@@ -42,6 +42,7 @@ from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
 from plasticity_rl.config import Config, config_to_yaml
 from plasticity_rl.inference.chains import block_inverse_mass, chain_transforms, group_block, run_parallel_nuts
+from plasticity_rl.inference.devices import device_split, on_devices
 from plasticity_rl.inference.model import (
     ModelSpec,
     build,
@@ -124,6 +125,23 @@ def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per
     Jitted with the data as an argument, so another data set of the same shape reuses it.
     """
     return jax.lax.map(lambda th: draw_outputs(spec, x, th, n_arms, steps_per_day), theta, batch_size=batch)
+
+
+@lru_cache(maxsize=None)
+def _derived_pmapped(spec: ModelSpec, n_arms: int, steps_per_day: int, n_devices: int):
+    return jax.pmap(lambda x, theta: derived(spec, x, theta, n_arms, steps_per_day), in_axes=(None, 0),
+                    devices=jax.local_devices()[:n_devices])
+
+
+def derived_on_devices(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):
+    """:func:`derived` with the draws split over the local devices, when there are several.
+
+    Flagship fit, 4,000 draws, 4 host devices on 2 cores: 1.37 -> 0.98 s (attempt 40).
+    """
+    D = device_split(jax.tree.leaves(theta)[0].shape[0])
+    if D < 2:
+        return derived(spec, x, theta, n_arms, steps_per_day)
+    return on_devices(_derived_pmapped(spec, n_arms, steps_per_day, D), x, theta, D)
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -385,7 +403,7 @@ def fit(
     lead = next(iter(samples.values())).shape[:2]
     theta = {k: jnp.asarray(flat[k].reshape((math.prod(lead),) + flat[k].shape[2:])) for k in keys}
     t1 = time.perf_counter()
-    out = derived(spec, x, theta, len(fd.arm_names), fd.steps_per_day)
+    out = derived_on_devices(spec, x, theta, len(fd.arm_names), fd.steps_per_day)
     out = tuple(np.asarray(o).reshape(lead + o.shape[1:]) for o in out)
     attrs["derived_seconds"] = round(time.perf_counter() - t1, 3)
     return _idata(fd, spec, x, samples, stats, out, attrs)

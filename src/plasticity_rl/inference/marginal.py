@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from plasticity_rl.inference.devices import device_split, on_devices
 from plasticity_rl.inference.model import ModelSpec, build, patient_log_lik, window_was_fitted
 from plasticity_rl.inference.prepare import ModelInputs, prepare
 
@@ -137,8 +138,8 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
 @lru_cache(maxsize=None)
 def _on_devices(spec: ModelSpec, M: int, n_devices: int):
     """:func:`marginal_draws` as one ``pmap`` over ``n_devices`` local devices (one thread each)."""
-    return jax.pmap(lambda x, groups, theta_fit, key: marginal_draws(spec, x, groups, theta_fit, M, key),
-                    in_axes=(None, 0, 0, None), devices=jax.local_devices()[:n_devices])
+    return jax.pmap(lambda shared, b: marginal_draws(spec, shared[0], b[0], b[1], M, shared[1]),
+                    in_axes=(None, 0), devices=jax.local_devices()[:n_devices])
 
 
 def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: int, key):
@@ -148,19 +149,10 @@ def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, the
     changes nothing but the wall time: with the CLI's host devices a 2-core machine runs two
     draws at once (the flagship's integrated LOO: 26 s -> 16 s, benchmarks/README.md, attempt 32).
     """
-    S = theta_fit.shape[0]
-    D = min(jax.local_device_count(), S)
+    D = device_split(theta_fit.shape[0])
     if D < 2:
         return marginal_draws(spec, x, groups, theta_fit, M, key)
-    pad = (-S) % D  # repeat the last draw so every device gets the same count; dropped below
-
-    def split(a):
-        a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
-        return a.reshape((D, -1) + a.shape[1:])
-
-    ll, ess = _on_devices(spec, M, D)(x, jax.tree.map(split, groups), split(theta_fit), key)
-    join = lambda a: a.reshape((-1,) + a.shape[2:])[:S]  # noqa: E731
-    return join(ll), join(ess)
+    return on_devices(_on_devices(spec, M, D), (x, key), (groups, theta_fit), D)
 
 
 def marginal_loo_data(
