@@ -56,8 +56,8 @@ except RuntimeWarning as w:
 import jax
 print("flags:", os.environ["XLA_FLAGS"])
 print("devices:", jax.local_device_count())
-sys_path = {path!r}
-import sys; sys.path.insert(0, sys_path)
+import sys
+sys.path.insert(0, {path!r})
 from test_xla_guard import _batched_equals_one_by_one
 print("error:", _batched_equals_one_by_one())
 """
