@@ -461,7 +461,11 @@ def enable_compilation_cache() -> None:
     if jax.config.jax_compilation_cache_dir is None:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         jax.config.update("jax_compilation_cache_dir", str(base / "plasticity_rl" / "jax"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        # Every program, however small: the simulator and the analyses run ~170 small eager
+        # programs (10-170 ms of compiling each), which JAX's default 1 s threshold (and our old
+        # 0.2 s) compiled afresh in every run; loading them is faster (flagship simulate stage
+        # 3.1 -> 1.0 s; benchmarks/README.md, attempt 48).
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def main() -> None:
