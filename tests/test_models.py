@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from plasticity_rl.models import MODELS, get_model, run_beliefs
-from plasticity_rl.models.base import Beliefs, delta_rule, repeated_delta_rule, sequential_updates, session_maps
+from plasticity_rl.models.base import (
+    Beliefs,
+    delta_rule,
+    per_step_maps,
+    repeated_delta_rule,
+    sequential_updates,
+    session_maps,
+)
 
 # One jitted recurrence per variant; tests reuse a few fixed shapes so nothing recompiles per case.
 run = jax.jit(run_beliefs, static_argnums=0)
@@ -294,9 +301,13 @@ def test_session_map_equals_the_session_at_any_state(name):
     got = _apply(maps, 0, state)
     np.testing.assert_allclose(got.V, want.V, atol=2e-7)
     np.testing.assert_allclose(got.S, want.S, atol=2e-7)
-    identity = _apply(maps, 1, state)  # the extra entry: no session
-    np.testing.assert_array_equal(identity.V, state.V)
-    np.testing.assert_array_equal(identity.S, state.S)
+    # Laid out per step (3 steps, the session at step 1): the identity, exactly, at the others.
+    steps = per_step_maps(maps, jnp.array([1]), (3,) + state.V.shape)
+    np.testing.assert_array_equal(_apply(steps, 1, state).V, got.V)
+    for k in (0, 2):
+        no_session = _apply(steps, k, state)
+        np.testing.assert_array_equal(no_session.V, state.V)
+        np.testing.assert_array_equal(no_session.S, state.S)
 
 
 @pytest.mark.parametrize("name", AFFINE)

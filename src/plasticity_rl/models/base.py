@@ -112,10 +112,9 @@ def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, 
     if session_steps is not None and model.affine_session:
         steps = jnp.asarray(session_steps, jnp.int32)
         maps = session_maps(model, p, jax.tree.map(lambda a: a[steps], rates), c_t[steps].astype(dtype), n_t[steps])
-        K, T = steps.shape[0], o_t.shape[0]
-        slot = jnp.full((T,), K, jnp.int32).at[steps].set(jnp.arange(K, dtype=jnp.int32))
         p_arrays = jax.tree.map(jnp.asarray, p)
-        V, S = adjoint_scan(partial(_mapped_step, model), state0, (rates, o_t, slot), (p_arrays, maps), unroll=unroll)
+        V, S = adjoint_scan(partial(_mapped_step, model), state0, (rates, o_t, per_step_maps(maps, steps, o_t.shape)),
+                            p_arrays, unroll=unroll)
     else:
         if any_session is None:
             any_session = jnp.any(n_t > 0, axis=tuple(range(1, n_t.ndim)))
@@ -145,7 +144,7 @@ class SessionMap(NamedTuple):
 
 
 def session_maps(model: BeliefModel, p: Params, r, cs, n) -> SessionMap:
-    """The K sessions as affine maps, (K + 1, ...) each; entry K is the identity (no session).
+    """The K sessions as affine maps, (K, ...) each.
 
     ``r``, ``cs``, ``n``: rates, corrective outcomes and counts at the K session steps. For a
     model whose session is affine in the beliefs, b = session(0) and A's columns are its
@@ -156,16 +155,27 @@ def session_maps(model: BeliefModel, p: Params, r, cs, n) -> SessionMap:
     at = lambda s: model.session(s, cs, n, r, p)  # noqa: E731
     b, dV = jax.jvp(at, (Beliefs(zero, zero),), (Beliefs(one, zero),))
     _, dS = jax.jvp(at, (Beliefs(zero, zero),), (Beliefs(zero, one),))
-    maps = SessionMap(dV.V, dS.V, dV.S, dS.S, b.V, b.S)
-    identity = SessionMap(*(jnp.full((1,) + n.shape[1:], v, cs.dtype) for v in (1, 0, 0, 1, 0, 0)))
-    return jax.tree.map(lambda a, i: jnp.concatenate([a, i]), maps, identity)
+    return SessionMap(dV.V, dS.V, dV.S, dS.S, b.V, b.S)
 
 
-def _mapped_step(model: BeliefModel, state: Beliefs, xs, params) -> Beliefs:
+_IDENTITY = SessionMap(VV=1.0, VS=0.0, SV=0.0, SS=1.0, bV=0.0, bS=0.0)
+
+
+def per_step_maps(maps: SessionMap, steps, shape) -> SessionMap:
+    """Every step's session map, (T, ...) each: ``maps`` at ``steps``, the identity elsewhere.
+
+    Written into identity-filled arrays rather than gathered by a per-step slot index: XLA:CPU
+    gathers (T x N)-element arrays slowly, and the reverse pass of a gather is a scatter-add of
+    T x N elements, where this one reads back only the K session rows. Measured at flagship
+    size, with :func:`_sum_over_steps`: the 4 chains' gradients on the CLI's 4 host devices
+    1.39-1.47 -> 1.15-1.19 ms (benchmarks/README.md, attempt 52).
+    """
+    return SessionMap(*(jnp.full(shape, fill, a.dtype).at[steps].set(a) for fill, a in zip(_IDENTITY, maps)))
+
+
+def _mapped_step(model: BeliefModel, state: Beliefs, xs, p) -> Beliefs:
     """One step: the step's session map (the identity where there is none), then the everyday event."""
-    r, o, slot = xs
-    p, maps = params
-    m = jax.tree.map(lambda a: a[slot], maps)
+    r, o, m = xs
     after_session = Beliefs(m.VV * state.V + m.VS * state.S + m.bV, m.SV * state.V + m.SS * state.S + m.bS)
     return model.everyday(after_session, o, r, p)
 
@@ -202,9 +212,29 @@ def _adjoint_scan_bwd(step, unroll, res, ct_states):
 
     lam0, lam = jax.lax.scan(back, jax.tree.map(jnp.zeros_like, state0), (before, xs, ct_states),
                              reverse=True, unroll=unroll)
-    _, vjp = jax.vjp(lambda x, q: step(before, x, q), xs, params)  # all steps at once
-    ct_xs, ct_params = vjp(lam)
-    return lam0, ct_xs, ct_params
+    # All steps at once, with ``params`` broadcast to the stacked states' shape first, so that
+    # their cotangents come back per step and element and are summed here, over time first.
+    full = jax.tree.leaves(before)[0].shape
+    _, vjp = jax.vjp(lambda x, q: step(before, x, q), xs, jax.tree.map(lambda q: jnp.broadcast_to(q, full), params))
+    ct_xs, ct_full = vjp(lam)
+    return lam0, ct_xs, jax.tree.map(lambda c, q: _sum_over_steps(c, jnp.shape(q)), ct_full, params)
+
+
+def _sum_over_steps(ct, shape):
+    """A (T, ...) cotangent summed to a parameter of ``shape`` (broadcast over time and patients).
+
+    Time first, as a product with a vector of ones, then the rest. Written as one sum, XLA:CPU
+    reduces all T x N elements through a 32 x 32-window tree: ~19 us per scalar parameter at
+    flagship size against ~2 us this way (attempt 52). Not ``ct.sum(0).sum()``: XLA merges the two
+    sums back into one. Not ``ct.sum(0)`` behind an optimisation barrier either, though as fast:
+    with it, NumPyro's own NUTS (the same model compiled into another program) drew different
+    samples from ours within 8 draws (tests/test_chains.py), with the product the same ones.
+    """
+    ct = jnp.tensordot(jnp.ones(ct.shape[0], ct.dtype), ct, axes=1)
+    lead = ct.ndim - len(shape)
+    ct = ct.sum(tuple(range(lead))) if lead else ct
+    kept = tuple(i for i, (have, want) in enumerate(zip(ct.shape, shape)) if want == 1 and have != 1)
+    return (ct.sum(kept, keepdims=True) if kept else ct).reshape(shape)
 
 
 adjoint_scan.defvjp(_adjoint_scan_fwd, _adjoint_scan_bwd)
