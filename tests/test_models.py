@@ -310,11 +310,13 @@ def test_session_map_equals_the_session_at_any_state(name):
         np.testing.assert_array_equal(no_session.S, state.S)
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["indexed", "dense"])
 @pytest.mark.parametrize("name", AFFINE)
-def test_mapped_and_branching_loops_give_the_same_beliefs_and_gradients(name):
-    # The mapped loop (the simulator's and the likelihood's) is differentiated by its own adjoint
-    # recurrence; the branching loop by JAX. Same trajectories and same gradients, for a small
-    # cohort with sessions at a few steps (and a scheduled step nobody attended).
+def test_mapped_and_branching_loops_give_the_same_beliefs_and_gradients(name, dense):
+    # The mapped loop (the simulator's, with each step's map looked up, and the likelihood's, with
+    # every step's map written out) is differentiated by its own adjoint recurrence; the
+    # branching loop by JAX. Same trajectories and same gradients, for a small cohort with
+    # sessions at a few steps (and a scheduled step nobody attended).
     rng = np.random.default_rng(3)
     m = get_model(name)
     P, T, n_max = 5, 40, 4
@@ -329,7 +331,7 @@ def test_mapped_and_branching_loops_give_the_same_beliefs_and_gradients(name):
     cs = jnp.asarray(rng.integers(0, 2, (P, T, n_max)), jnp.float32)
 
     def beliefs(p, mapped):
-        tr = run_beliefs(m, p, g, gate, o, cs, n, session_steps=steps if mapped else None)
+        tr = run_beliefs(m, p, g, gate, o, cs, n, session_steps=steps if mapped else None, dense_session_maps=dense)
         return tr.V, tr.S
 
     def loss(p, mapped):

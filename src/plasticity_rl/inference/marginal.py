@@ -38,7 +38,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from plasticity_rl.inference.devices import device_split, on_devices
-from plasticity_rl.inference.model import ModelSpec, build, patient_log_lik, window_was_fitted
+from plasticity_rl.inference.model import ModelSpec, build, cohort_trajectories, patient_log_lik, window_was_fitted
 from plasticity_rl.inference.prepare import ModelInputs, prepare
 
 T_DF = 4.0  # proposal tails (its covariance is twice the Laplace covariance)
@@ -95,8 +95,9 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
         tau = jnp.stack([g[f"tau_{n}"] for n in names])
         prior = dist.Independent(dist.Normal(mu, tau), 1)
 
-        def log_lik(th):  # (N, P) -> (N,)
-            return patient_log_lik(spec, {**g, **{n: th[:, j] for j, n in enumerate(names)}}, x)
+        def log_lik(th, dense_session_maps=True):  # (N, P) -> (N,)
+            theta = {**g, **{n: th[:, j] for j, n in enumerate(names)}}
+            return patient_log_lik(spec, theta, x, cohort_trajectories(spec, theta, x, dense_session_maps))
 
         def neg_log_joint(th):  # patients are independent given phi: the sum's gradient is per patient
             return -jnp.sum(log_lik(th) + prior.log_prob(th))
@@ -126,7 +127,9 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
         log_q = jnp.logaddexp(math.log1p(-n_pop / M) + student.log_prob(theta), math.log(n_pop / M) + log_prior)
         # 64 proposals at a time (a 6,400-wide recurrence at flagship size): 35.3 ms per draw of the
         # flagship's group parameters, against 38.2 with 16 at a time and 36.6 with 128 (attempt 40)
-        ll = jax.lax.map(log_lik, theta, batch_size=min(M, IS_BATCH))  # (M, N)
+        # Only evaluated: the session maps looked up per step, not written out 64 times over
+        # (that layout is for gradients; here it cost the flagship's LOO ~3 s, attempt 52).
+        ll = jax.lax.map(partial(log_lik, dense_session_maps=False), theta, batch_size=min(M, IS_BATCH))  # (M, N)
         lw = jnp.where(jnp.isfinite(ll), ll + log_prior - log_q, -jnp.inf)
         lse = jax.scipy.special.logsumexp(lw, axis=0)
         ess = jnp.exp(2.0 * lse - jax.scipy.special.logsumexp(2.0 * lw, axis=0))

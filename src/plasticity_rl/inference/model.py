@@ -207,19 +207,22 @@ def group_params(spec: ModelSpec, theta: dict) -> dict:
     return out
 
 
-def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs) -> tuple[Trajectory, jax.Array]:
+def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs,
+                        dense_session_maps: bool = True) -> tuple[Trajectory, jax.Array]:
     """run_beliefs over the whole cohort (one scan, batched carry); trajectories and V0 (N,).
 
     ``session_steps`` are the steps that may hold a session, so run_beliefs applies the session
     (as an affine map, for the models where it is one) only there, with a fast reverse pass;
-    ``any_session`` is the cohort-wide session flag the branching fallback reads.
+    ``any_session`` is the cohort-wide session flag the branching fallback reads. The session
+    maps are laid out per step (``dense_session_maps``), the faster layout to differentiate;
+    pass False where the trajectories are only evaluated, many at once.
     """
     model = spec.belief_model
     p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
     g_k = cohort_drive(spec, theta, x)
     traj = run_beliefs(model, p, g_k[x.arm_index], x.gate[x.arm_index], x.everyday, x.corrective,
                        x.n_corr, any_session=x.session_anywhere, session_steps=x.session_steps,
-                       unroll=1 if model.affine_session else 4)
+                       unroll=1 if model.affine_session else 4, dense_session_maps=dense_session_maps)
     return traj, model.initial(p).V
 
 
