@@ -183,7 +183,7 @@ def per_step_maps(maps: SessionMap, steps, shape) -> SessionMap:
     gathers (T x N)-element arrays slowly, and the reverse pass of a gather is a scatter-add of
     T x N elements, where this one reads back only the K session rows. Measured at flagship
     size, with :func:`_sum_over_steps`: the 4 chains' gradients on the CLI's 4 host devices
-    1.39-1.47 -> 1.15-1.19 ms (benchmarks/README.md, attempt 52).
+    1.37-1.47 -> 1.14-1.21 ms (benchmarks/README.md, attempt 52).
     """
     return SessionMap(*(jnp.full(shape, fill, a.dtype).at[steps].set(a) for fill, a in zip(_IDENTITY, maps)))
 
