@@ -19,6 +19,12 @@ import json, logging, sys
 import numpyro
 numpyro.set_host_device_count(4)
 import jax, numpy as np
+import plasticity_rl._xla
+# Our programs compiled as NumPyro's MCMC compiles its own (XLA's default emitters), so that the
+# comparison below sees the sampler, not the compiler: with the fit's compiler options (_xla.py)
+# the transcendental functions round differently, and NUTS's chaotic trajectories part within
+# 8 draws (measured: by the draws' whole range) though both are the same sampler.
+plasticity_rl._xla.FIT_COMPILER_OPTIONS = {}
 from numpyro.infer import MCMC, NUTS, init_to_value
 from plasticity_rl.config import config_from_dict
 from plasticity_rl.simulate import simulate

@@ -449,9 +449,12 @@ def test_integrated_log_lik_is_the_same_split_over_devices(sim, good_fit):
     theta = jnp.asarray(np.stack([post[n].values[0, :5] for n in spec.belief_model.patient_params], -1), jnp.float32)
     one = marginal_draws(spec, x, groups, theta, 16, jax.random.key(0))
     split = marginal_draws_on_devices(spec, x, groups, theta, 16, jax.random.key(0))
-    for a, b in zip(one, split):
+    # Float32 rounding only: the two programs compile the same arithmetic differently. The IS ESS
+    # gets a looser bound: the Hessian's central differences (h = 0.01) scale rounding by 1/h
+    # into the proposal (measured: 4.0031 vs 4.0051 for one patient's ESS of 16 proposals).
+    for a, b, rtol in zip(one, split, (1e-4, 2e-3)):
         assert a.shape == b.shape == (5, sim.n_patients)
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=rtol, atol=1e-4)
 
 
 def test_integrated_loo_is_stable_where_conditional_loo_is_not(sim, good_fit):

@@ -20,6 +20,7 @@ benchmark to say.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -102,3 +103,68 @@ def disable_ynn_fusion() -> bool:
         )
     os.environ["XLA_FLAGS"] = " ".join([FLAG] + tokens)
     return True
+
+
+# ----------------------------------------------------------------------------- fit programs
+
+# The fit's programs (ADVI, NUTS's init and advance, the derived curves, the integrated LOO) are
+# compiled with XLA:CPU's older elemental emitters instead of its MLIR "fusion emitters". Why:
+# compiling is a fifth of the first flagship run (~35 s of ~210), and these programs compile
+# ~25 % faster that way while running as fast (benchmarks/README.md, attempt 53: a pmapped loop
+# of the flagship gradient compiles in 1.7-1.9 s instead of 2.4-2.6 s and runs at 1.21-1.36 ms
+# per 4 gradients against 1.24-1.36; the gradient is as close to a float64 evaluation as with
+# the default, 1.9e-4 against 2.2e-4 of its norm). Scoped to these programs, not set in
+# XLA_FLAGS: the simulator's small loops ran ~15 % slower (median) with it, and a user's own JAX
+# programs in the same process are not ours to change.
+FIT_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+@functools.lru_cache(maxsize=None)
+def fit_compiler_options() -> dict | None:
+    """FIT_COMPILER_OPTIONS if this XLA accepts them (checked once on a tiny program), else None."""
+    import jax
+    import jax.numpy as jnp
+
+    if not FIT_COMPILER_OPTIONS or jax.default_backend() != "cpu":
+        return None
+    try:
+        jax.jit(lambda v: v + 1, compiler_options=FIT_COMPILER_OPTIONS).lower(jnp.zeros(1)).compile()
+    except Exception:  # noqa: BLE001 - an XLA without the option: compile as JAX does by default
+        return None
+    return dict(FIT_COMPILER_OPTIONS)
+
+
+def jit_fit_program(fun, **jit_kwargs):
+    """``jax.jit(fun, **jit_kwargs)`` compiled with :data:`FIT_COMPILER_OPTIONS` where supported.
+
+    ``fun`` may be a ``jax.pmap``: pmap has no compiler options, but the jit of a pmap compiles
+    the same program (bit-identical results, checked) and takes them.
+    """
+    import jax
+
+    return jax.jit(fun, compiler_options=fit_compiler_options(), **jit_kwargs)
+
+
+def fit_program(**jit_kwargs):
+    """Decorator form of :func:`jit_fit_program`, jitting on the first call.
+
+    Lazily, because checking the options starts JAX's backend, which a module-level decorator
+    must not do at import (``numpyro.set_host_device_count`` only acts before it starts).
+    """
+
+    def decorate(fun):
+        @functools.lru_cache(maxsize=None)
+        def jitted():
+            return jit_fit_program(fun, **jit_kwargs)
+
+        @functools.wraps(fun)
+        def call(*args, **kwargs):
+            return jitted()(*args, **kwargs)
+
+        call.lower = lambda *args, **kwargs: jitted().lower(*args, **kwargs)  # as jax.jit's, for AOT use
+        # JAX takes compiler options on top-level programs only: inside another program (a pmap
+        # over devices), call ``.inline``, the undecorated function, which that program compiles.
+        call.inline = fun
+        return call
+
+    return decorate

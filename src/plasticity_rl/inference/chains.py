@@ -36,6 +36,7 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import potential_energy
 
+from plasticity_rl._xla import jit_fit_program
 from plasticity_rl.inference.model import ModelSpec, belief_model
 
 # HMCState field -> name in the returned stats (the names fit.py's _STATS maps to ArviZ names)
@@ -135,9 +136,9 @@ def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: flo
 
         return jax.lax.scan(body, state, None, length=chunk)
 
-    return Program(
-        init=jax.pmap(init_one, in_axes=(0, 0, None, None)),
-        advance=jax.pmap(advance_one, in_axes=(0, None)),
+    return Program(  # jit of a pmap: the same program, with the fit's compiler options (_xla.py)
+        init=jit_fit_program(jax.pmap(init_one, in_axes=(0, 0, None, None))),
+        advance=jit_fit_program(jax.pmap(advance_one, in_axes=(0, None))),
         chunk=chunk,
     )
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Callable, Literal
 
 import arviz as az
@@ -40,6 +40,7 @@ import numpyro
 from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
+from plasticity_rl._xla import fit_program, jit_fit_program
 from plasticity_rl.config import Config, config_to_yaml
 from plasticity_rl.inference.chains import block_inverse_mass, chain_transforms, group_block, run_parallel_nuts
 from plasticity_rl.inference.devices import device_split, on_devices
@@ -118,7 +119,7 @@ def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, step
     return ll, weights @ V, weights @ S
 
 
-@partial(jax.jit, static_argnames=("spec", "n_arms", "steps_per_day", "batch"))
+@fit_program(static_argnames=("spec", "n_arms", "steps_per_day", "batch"))
 def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, batch: int = 64):
     """draw_outputs over flattened draws (leading axis), in batches to bound memory.
 
@@ -129,8 +130,8 @@ def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per
 
 @lru_cache(maxsize=None)
 def _derived_pmapped(spec: ModelSpec, n_arms: int, steps_per_day: int, n_devices: int):
-    return jax.pmap(lambda x, theta: derived(spec, x, theta, n_arms, steps_per_day), in_axes=(None, 0),
-                    devices=jax.local_devices()[:n_devices])
+    return jit_fit_program(jax.pmap(lambda x, theta: derived.inline(spec, x, theta, n_arms, steps_per_day),
+                                    in_axes=(None, 0), devices=jax.local_devices()[:n_devices]))
 
 
 def derived_on_devices(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):

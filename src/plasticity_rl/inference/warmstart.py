@@ -34,6 +34,7 @@ import numpyro.optim as optim
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import potential_energy
 
+from plasticity_rl._xla import jit_fit_program
 from plasticity_rl.inference.model import ModelSpec, belief_model
 
 STEPS = 1000  # flagship: 2-3 s; the loss moves by under 5 nats between the last two tenths
@@ -91,7 +92,7 @@ def _program(spec: ModelSpec, steps: int, learning_rate: float):
         mu, log_s = opt.get_params(state)
         return unravel(mu), unravel(jnp.exp(log_s)), losses
 
-    return jax.jit(run)
+    return jit_fit_program(run)
 
 
 def advi(spec: ModelSpec, x, z0: dict, key, steps: int = STEPS, learning_rate: float = LEARNING_RATE) -> WarmStart:
