@@ -60,6 +60,19 @@ class Reporter:
             yield lambda more: status.update(f"{text} ... {more}")
         err.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - t:.1f} s)[/dim]")
 
+    @contextmanager
+    def wait(self, text: str):
+        """A spinner while waiting for ``text`` (no line when done: the caller says what it took)."""
+        if self.quiet:
+            yield
+            return
+        with err.status(f"{text} ..."):
+            yield
+
+    def line(self, text: str):
+        if not self.quiet:
+            err.print(text)
+
     def done(self, text: str):
         if not self.quiet:
             err.print(f"{text} [dim](total {time.perf_counter() - self.t0:.1f} s)[/dim]")
@@ -179,7 +192,7 @@ def run(
     (PSIS-LOO), report.html and manifest.json.
     """
     from plasticity_rl.runs import atomic_dir, unique_run_dir, write_manifest, write_run_metadata
-    from plasticity_rl.workflow import FitSettings, compare_fits, fit_to_folder
+    from plasticity_rl.workflow import FitSettings, compare_fits
 
     rep = Reporter(quiet)
     failed: list[str] = []
@@ -192,16 +205,12 @@ def run(
             if fit:
                 settings = FitSettings(chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed,
                                        target_accept=target_accept)
-                fits = []
-                for variant in dict.fromkeys([cfg.model.variant, FOIL.get(cfg.model.variant, "schema_ungated")]):
-                    with rep.stage(f"fit {variant} (NUTS, {chains} chains x {warmup} + {draws})") as say:
-                        outcome = fit_to_folder(made["tables"], cfg, variant, folder / f"fit-{variant}", settings,
-                                                progress=_iterations(say, warmup))
-                    _report_fit(outcome, rep)
-                    failed += [f"{variant}: {f}" for f in outcome.failures]
-                    fits.append(outcome.folder)
+                variants = list(dict.fromkeys([cfg.model.variant, FOIL.get(cfg.model.variant, "schema_ungated")]))
+                outcomes = _fit_variants(made["tables"], cfg, variants, folder, settings, rep)
+                for outcome in outcomes:
+                    failed += [f"{outcome.variant}: {f}" for f in outcome.failures]
                 with rep.stage("compare models (PSIS-LOO)"):
-                    table = compare_fits(fits, folder / "compare")
+                    table = compare_fits([o.folder for o in outcomes], folder / "compare")
                 _report_loo(folder / "compare", table, rep)
             from plasticity_rl.report import write_report
 
@@ -215,6 +224,55 @@ def run(
     if strict and failed:
         err.print("[red]--strict: a fit failed its diagnostics[/red]")
         raise typer.Exit(EXIT_FIT_FAILED)
+
+
+def _timed(fun, *args):
+    t0 = time.perf_counter()
+    return fun(*args), time.perf_counter() - t0
+
+
+def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: Reporter) -> list:
+    """Fit each variant into ``folder / fit-<variant>``; one fit's folder is written while the next samples.
+
+    Why. After sampling, a fit folder takes ~10-20 s to finish (posterior.nc, the integrated LOO,
+    diagnostics, figures), much of it on one core (Python, tracing, XLA compiling); the next
+    fit's start (ADVI, compiling its sampler) is also mostly on one core, so the two together
+    keep both cores busy (benchmarks/README.md, attempt 55). One writer thread: folders are
+    finished in order, never two at once (matplotlib's settings are global). The fits
+    themselves run here, one after the other, exactly as before: same programs, same draws.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from plasticity_rl.workflow import fit_posterior, write_fit_folder
+
+    jobs = []
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fit-folder")
+    try:
+        for variant in variants:
+            t0 = time.perf_counter()
+            with rep.stage(f"fit {variant} (NUTS, {settings.chains} chains x {settings.warmup} + {settings.draws})") as say:
+                idata = fit_posterior(tabs, cfg, variant, settings, progress=_iterations(say, settings.warmup))
+            out = folder / f"fit-{variant}"
+            out.mkdir()
+            jobs.append(writer.submit(_timed, write_fit_folder, idata, tabs, cfg, variant, out, settings,
+                                      time.perf_counter() - t0))
+        outcomes = []
+        for i, (variant, job) in enumerate(zip(variants, jobs)):
+            what = f"write fit-{variant}: integrated LOO, diagnostics, figures"
+            if job.done() or rep.quiet:
+                outcome, seconds = job.result()
+            else:
+                with rep.wait(what):
+                    outcome, seconds = job.result()
+            overlap = ", while the next fit ran" if i + 1 < len(variants) else ""
+            rep.line(f"[green]✓[/green] {what} [dim]({seconds:.1f} s{overlap})[/dim]")
+            _report_fit(outcome, rep)
+            outcomes.append(outcome)
+        return outcomes
+    finally:
+        # On an error or Ctrl-C: drop what has not started, and wait for what has (JAX work
+        # cannot be interrupted), so nothing writes into the run's folder once it is removed.
+        writer.shutdown(wait=True, cancel_futures=True)
 
 
 @app.command()

@@ -79,13 +79,38 @@ def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSetti
     """
     import time
 
-    from plasticity_rl.inference import diagnose, fit
+    t0 = time.perf_counter()
+    idata = fit_posterior(tabs, cfg, variant, settings, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_fit_folder(idata, tabs, cfg, variant, out, settings, time.perf_counter() - t0)
+
+
+def fit_posterior(tabs, cfg: Config, variant: str, settings: FitSettings, progress=False):
+    """The fit itself (NUTS or SVI, then the derived curves): InferenceData, nothing written."""
+    from plasticity_rl.inference import fit
+
+    return fit(tabs, cfg, variant=variant, method=settings.method, chains=settings.chains,
+               warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress,
+               target_accept=settings.target_accept, fit_window=settings.fit_window)
+
+
+def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings: FitSettings,
+                     seconds_before: float = 0.0) -> FitOutcome:
+    """Everything after the fit, into the existing folder ``out``: posterior.nc, the integrated
+    LOO, diagnostics, summary tables and figures.
+
+    Separate from :func:`fit_posterior` so that ``plasticity-rl run`` can do this for one fit
+    while the next one samples. It only writes into ``out`` and never creates it, so a run
+    interrupted meanwhile (its temporary folder removed) gets an error here, not a half-made
+    folder recreated. ``seconds_before``: the fit's own time, added to the outcome's.
+    """
+    import time
+
+    from plasticity_rl.inference import diagnose
 
     t0 = time.perf_counter()
-    idata = fit(tabs, cfg, variant=variant, method=settings.method, chains=settings.chains,
-                warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress,
-                target_accept=settings.target_accept, fit_window=settings.fit_window)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():
+        raise FileNotFoundError(f"fit folder {out} does not exist (was the run interrupted?)")
     idata.to_netcdf(str(out / "posterior.nc"))
     marginal_seconds = None
     if settings.integrated_loo:
@@ -117,8 +142,9 @@ def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSetti
     window = window_curve(idata, cfg.experiment.steps_per_day)
     window.to_csv(out / "window.csv", index=False)
     window_parameters(idata, cfg).to_csv(out / "window_parameters.csv", index=False)
+    (out / "figures").mkdir(exist_ok=True)  # not parents=True: see the docstring
     draw_fit_figures(cfg, curves, contrasts, window, out / "figures", flag_text(diag.failures))
-    return FitOutcome(out, variant, bool(diag.passed), diag.failures, time.perf_counter() - t0)
+    return FitOutcome(out, variant, bool(diag.passed), diag.failures, seconds_before + time.perf_counter() - t0)
 
 
 def window_spans_of(window: pd.DataFrame, frac: float = 0.5) -> list[tuple[float, float]]:
