@@ -83,6 +83,51 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
     assert list((tmp_path / "runs").iterdir()) == []  # neither a run folder nor a .partial one
 
 
+def test_interrupt_during_the_next_fit_waits_for_the_folder_being_written(tmp_path, monkeypatch):
+    """Ctrl-C while the foil samples and the writer thread is still writing `schema`'s folder:
+    the run waits for the writer, then removes everything (no run folder, no .partial one)."""
+    import time
+
+    import plasticity_rl.workflow as wf
+
+    written = []
+
+    def fit_posterior(tabs, cfg, variant, settings, progress=False):
+        if variant != cfg.model.variant:
+            raise KeyboardInterrupt
+        return "idata"
+
+    def write_fit_folder(idata, tabs, cfg, variant, out, settings, seconds_before=0.0):
+        time.sleep(1.0)  # still writing when the interrupt comes
+        (out / "posterior.nc").write_text("draws")  # fails if the folder is already gone
+        written.append(variant)
+        return wf.FitOutcome(out, variant, True, [], 1.0)
+
+    monkeypatch.setattr(wf, "fit_posterior", fit_posterior)
+    monkeypatch.setattr(wf, "write_fit_folder", write_fit_folder)
+    cfg = tiny_config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-figures"])
+    assert res.exit_code == 130, res.output
+    assert written == ["schema"]  # finished before the run's folder was removed
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_folder_that_fails_to_write_stops_the_run(tmp_path, monkeypatch):
+    """An error in the writer thread (schema's folder) ends the run with it, and leaves nothing."""
+    import plasticity_rl.workflow as wf
+
+    def write_fit_folder(idata, tabs, cfg, variant, out, settings, seconds_before=0.0):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(wf, "fit_posterior", lambda tabs, cfg, variant, settings, progress=False: "idata")
+    monkeypatch.setattr(wf, "write_fit_folder", write_fit_folder)
+    cfg = tiny_config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-figures"])
+    assert res.exit_code != 0
+    assert "disk full" in res.output
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "edit, field, allowed",
     [

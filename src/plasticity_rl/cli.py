@@ -249,6 +249,9 @@ def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: R
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fit-folder")
     try:
         for variant in variants:
+            for job in jobs:  # a folder that failed to write stops the run now, not after the next fit
+                if job.done():
+                    job.result()
             t0 = time.perf_counter()
             with rep.stage(f"fit {variant} (NUTS, {settings.chains} chains x {settings.warmup} + {settings.draws})") as say:
                 idata = fit_posterior(tabs, cfg, variant, settings, progress=_iterations(say, settings.warmup))
