@@ -1,5 +1,7 @@
 """Keep XLA:CPU away from a miscompiling code path before JAX starts its backend.
 
+(Below that guard: the compiler options the fit's programs are compiled with, ``jit_fit_program``.)
+
 jaxlib 0.10.2 (and 0.11.0) route some fused elementwise + reduce kernels on CPU through YNNPACK
 ("ynn fusion"), which gives wrong numbers once an array passes about 32,000 elements. Measured
 here: the Beta log-densities of 50,400 EMA ratings (a vmap over 200 parameter draws) were wrong
