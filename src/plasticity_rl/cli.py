@@ -262,11 +262,8 @@ def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: R
         outcomes = []
         for i, (variant, job) in enumerate(zip(variants, jobs)):
             what = f"write fit-{variant}: integrated LOO, diagnostics, figures"
-            if job.done() or rep.quiet:
+            with rep.wait(what):
                 outcome, seconds = job.result()
-            else:
-                with rep.wait(what):
-                    outcome, seconds = job.result()
             overlap = ", while the next fit ran" if i + 1 < len(variants) else ""
             rep.line(f"[green]✓[/green] {what} [dim]({seconds:.1f} s{overlap})[/dim]")
             _report_fit(outcome, rep)
