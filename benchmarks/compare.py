@@ -163,19 +163,9 @@ def peer_arrays(x, n_arms: int) -> dict[str, np.ndarray]:
 
 def make_data(size: str, workdir: Path) -> Path:
     """Simulate ``size`` and save inputs.npz, peer.npz and meta.json; returns the folder."""
-    from plasticity_rl.inference.model import (
-        EPS,
-        LOG_SD_PHI,
-        LOG_SD_SIGMA,
-        LOG_SD_WINDOW,
-        LOGIT_SD,
-        MU_SD,
-        OMEGA_BETA,
-        TAU_SCALE,
-        ModelSpec,
-        init_values,
-    )
-    from plasticity_rl.inference.prepare import SCORE_RANGE
+    from plasticity_rl.inference.model import ModelSpec, init_values
+    from plasticity_rl.observe import EPS, SCORE_RANGE
+    from plasticity_rl.params import PARAMS
     from plasticity_rl.plasticity import ALPHA_MAX
 
     folder = workdir / size
@@ -191,8 +181,14 @@ def make_data(size: str, workdir: Path) -> Path:
     peer = peer_arrays(x, len(fd.arm_names))
     np.savez_compressed(folder / "peer.npz", **peer)
     pr = spec.priors
-    mu_loc = dict(pr.mu_loc)
-    group_loc = dict(pr.group_loc)
+    mu_loc = {p: pr.centre(p) for p in PATIENT_PARAMS}
+    group_loc = {p: pr.centre(p) for p in ("kappa", "epsilon")}
+    MU_SD = {p: PARAMS[p].prior[1] for p in PATIENT_PARAMS}
+    TAU_SCALE = PARAMS[PATIENT_PARAMS[0]].prior[2]
+    LOGIT_SD = PARAMS["kappa"].prior[1]
+    OMEGA_BETA = PARAMS["omega"].prior[1:]
+    LOG_SD_PHI, LOG_SD_SIGMA = PARAMS["phi"].prior[1], PARAMS["sigma_baseline"].prior[1]
+    LOG_SD_WINDOW = PARAMS["tau_k_hours"].prior[1]
     logit = lambda v: math.log(v / (1.0 - v))  # noqa: E731
     init = {k: np.asarray(v).tolist() for k, v in init_values(spec, fd.n_patients).items()}
     meta = {
@@ -208,8 +204,8 @@ def make_data(size: str, workdir: Path) -> Path:
             "tau_scale": TAU_SCALE, "logit_sd": LOGIT_SD,
             "logit_kappa_loc": logit(group_loc["kappa"]), "logit_epsilon_loc": logit(group_loc["epsilon"]),
             "omega_a": OMEGA_BETA[0], "omega_b": OMEGA_BETA[1],
-            "log_phi_loc": math.log(pr.phi), "log_sd_phi": LOG_SD_PHI,
-            "log_sb_loc": math.log(pr.sigma_baseline), "log_st_loc": math.log(pr.sigma_treated),
+            "log_phi_loc": math.log(pr.centre("phi")), "log_sd_phi": LOG_SD_PHI,
+            "log_sb_loc": math.log(pr.centre("sigma_baseline")), "log_st_loc": math.log(pr.centre("sigma_treated")),
             "log_sd_sigma": LOG_SD_SIGMA,
             "log_tau_k_loc": math.log(spec.window.tau_k_hours), "log_sd_window": LOG_SD_WINDOW,
         },

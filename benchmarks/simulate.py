@@ -50,8 +50,8 @@ from plasticity_rl.config import load_config
 from plasticity_rl.models import get_model
 from plasticity_rl.plasticity import learning_rate
 from plasticity_rl.schedule import build_schedules
+from plasticity_rl.plasticity import arm_inputs
 from plasticity_rl.simulate import (
-    arm_inputs,
     arm_of_patients,
     cohort_beliefs_on_devices,
     sample_experiences,

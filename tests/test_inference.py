@@ -33,7 +33,9 @@ from plasticity_rl.inference import (
     true_theta,
 )
 from plasticity_rl.inference.model import ModelSpec, init_values
-from plasticity_rl.simulate import arm_inputs, first_treatment_hours, simulate
+from plasticity_rl.observe import first_treatment_hours
+from plasticity_rl.plasticity import arm_inputs
+from plasticity_rl.simulate import simulate
 
 GROUP_MEANS = ("logit_alpha0", "A", "logit_S0")
 
@@ -102,7 +104,8 @@ def test_log_lik_at_truth_matches_independent_oracle(sim):
 def test_the_ema_terms_lgamma_matches_scipy_and_its_gradient_digamma():
     from scipy.special import digamma, gammaln
 
-    from plasticity_rl.inference.model import PHI_MAX, lgamma_positive
+    from plasticity_rl._engine.special import lgamma_positive
+    from plasticity_rl.observe import PHI_MAX
 
     x = np.concatenate([np.geomspace(1e-6, 1.0, 400), np.linspace(1.0, 100.0, 400), np.geomspace(100.0, PHI_MAX, 400)])
     xs = jnp.asarray(x, jnp.float32)
@@ -117,11 +120,11 @@ def test_the_ema_terms_lgamma_matches_scipy_and_its_gradient_digamma():
 
 
 def test_the_ema_precision_is_capped_inside_the_likelihood_not_overflowed(sim):
-    from plasticity_rl.inference.model import PHI_MAX, ema_log_lik
+    from plasticity_rl.observe import PHI_MAX, ema_log_lik
 
     x = from_simulation(sim).inputs()
     V_end = jnp.full(x.ema.shape, 0.3, jnp.float32)
-    lp = lambda phi: ema_log_lik(V_end, phi, x).sum()  # noqa: E731
+    lp = lambda phi: ema_log_lik(V_end, phi, x.ema, x.ema_mask).sum()  # noqa: E731
     for phi in (20.0, PHI_MAX, 1e8, 1e30):  # far past where the product in lgamma would overflow
         value, grad = jax.value_and_grad(lp)(jnp.float32(phi))
         assert np.isfinite(float(value)) and np.isfinite(float(grad))
@@ -318,17 +321,18 @@ def test_warm_start_lands_in_the_posterior_bulk(sim, good_fit):
     """
     from jax.flatten_util import ravel_pytree
 
-    from plasticity_rl.inference.chains import chain_transforms
-    from plasticity_rl.inference.warmstart import advi
+    from plasticity_rl._engine.chains import BoundModel, chain_transforms
+    from plasticity_rl._engine.warmstart import advi
+    from plasticity_rl.inference.model import belief_model
 
     fd = from_simulation(sim)
     _, spec, x = build(fd)
-    tr = chain_transforms(spec, x)
+    tr = chain_transforms(BoundModel(belief_model, spec), x)
     # Start far from the truth (the prior centres are the generating values here), so landing in
     # the posterior's bulk means ADVI moved there.
     start = {**init_values(spec, fd.n_patients), "mu_A": 0.5, "mu_logit_alpha0": -3.0, "mu_logit_S0": 0.0}
     z0 = {k: t.inv(jnp.asarray(start[k], jnp.float32)) for k, t in tr.items()}
-    ws = advi(spec, x, z0, jax.random.key(0))
+    ws = advi(BoundModel(belief_model, spec), x, z0, jax.random.key(0))
     assert ws.ok and abs(ws.drift) < 0.01 * abs(ws.loss) + 5.0, (ws.loss, ws.drift)
     for name in ("mu_" + m for m in GROUP_MEANS):
         draws = good_fit.posterior[name].values.ravel()
@@ -351,7 +355,7 @@ def test_warm_start_lands_in_the_posterior_bulk(sim, good_fit):
 
 def test_a_failed_warm_start_falls_back_to_the_prior_centres(sim, monkeypatch):
     fit_module = importlib.import_module("plasticity_rl.inference.fit")
-    from plasticity_rl.inference.warmstart import WarmStart
+    from plasticity_rl._engine.warmstart import WarmStart
 
     fd = from_simulation(sim)
     _, spec, x = build(fd)

@@ -18,9 +18,9 @@ from plasticity_rl.plots import (
     published_targets,
     render_lesson_figures,
     single_patient,
-    timing_grid,
     timing_heatmap,
 )
+from plasticity_rl.lessons import timing_grid
 from plasticity_rl.simulate import simulate
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 import plasticity_rl  # noqa: F401 - sets XLA_FLAGS before the first computation
-from plasticity_rl._xla import FLAG, FLAG_NAME, _jaxlib_at_least
+from plasticity_rl._engine.xla import FLAG, FLAG_NAME, _jaxlib_at_least
 
 
 def test_flag_is_set_where_jaxlib_knows_it():

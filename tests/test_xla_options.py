@@ -1,4 +1,4 @@
-"""The compiler options of the fit's programs (plasticity_rl._xla.jit_fit_program)."""
+"""The compiler options of the fit's programs (plasticity_rl._engine.xla.jit_fit_program)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plasticity_rl._xla import FIT_COMPILER_OPTIONS, fit_compiler_options, fit_program, jit_fit_program
+from plasticity_rl._engine.xla import FIT_COMPILER_OPTIONS, fit_compiler_options, fit_program, jit_fit_program
 
 
 def test_this_jaxlib_takes_the_fit_compiler_options():

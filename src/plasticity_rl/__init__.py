@@ -9,7 +9,7 @@ Typical use::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from plasticity_rl._xla import disable_ynn_fusion
+from plasticity_rl._engine.xla import disable_ynn_fusion
 
 disable_ynn_fusion()  # before anything computes: see plasticity_rl/_xla.py
 

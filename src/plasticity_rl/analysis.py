@@ -8,12 +8,18 @@ of each day) and the posterior of the group parameters. Tables are tidy pandas f
 from __future__ import annotations
 
 import itertools
+import json
+
+import jax
+import jax.numpy as jnp
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
 from plasticity_rl.config import Config
+from plasticity_rl.inference.model import window_was_fitted
+from plasticity_rl.plasticity import KernelParams, arm_drive, diffexp_peak_hours, learning_rate
 
 HDI_PROB = 0.94
 
@@ -117,12 +123,6 @@ def _fitted_drive(idata: az.InferenceData) -> np.ndarray | None:
 
     The same function the fit and the simulator use (plasticity.arm_drive), per posterior draw.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from plasticity_rl.inference.model import window_was_fitted
-    from plasticity_rl.plasticity import KernelParams, arm_drive
-
     post, const, attrs = idata.posterior, idata.constant_data, idata.posterior.attrs
     if not window_was_fitted(post) or "dose_hours" not in const:
         return None
@@ -141,6 +141,18 @@ def _fitted_drive(idata: az.InferenceData) -> np.ndarray | None:
     return np.asarray(jax.jit(lambda th: jax.lax.map(one, th, batch_size=256))(taus), np.float64)
 
 
+def _group_mean_draws(idata: az.InferenceData, names: tuple[str, ...]) -> np.ndarray:
+    """Draws of the population mean of the first of ``names`` the fit has (fitted, or held fixed)."""
+    post = idata.posterior
+    fixed = json.loads(post.attrs.get("fixed", "{}"))
+    for name in names:
+        if f"mu_{name}" in post:
+            return _draws(post[f"mu_{name}"])
+        if name in fixed:
+            return np.full(post.sizes["chain"] * post.sizes["draw"], float(fixed[name]))
+    raise KeyError(f"the fit has none of {[f'mu_{n}' for n in names]}")
+
+
 def window_curve(idata: az.InferenceData, steps_per_day: int) -> pd.DataFrame:
     """alpha(t) per arm at the population-mean parameters, posterior mean and 94% HDI.
 
@@ -150,9 +162,8 @@ def window_curve(idata: az.InferenceData, steps_per_day: int) -> pd.DataFrame:
     config's.
     """
     post, const = idata.posterior, idata.constant_data
-    a0 = "mu_logit_alpha0" if "mu_logit_alpha0" in post else "mu_logit_alpha0_pos"
-    boost = "mu_A" if "mu_A" in post else "mu_A_pos"
-    la0, A = _draws(post[a0]), _draws(post[boost])
+    la0 = _group_mean_draws(idata, ("logit_alpha0", "logit_alpha0_pos"))
+    A = _group_mean_draws(idata, ("A", "A_pos"))
     gate = np.asarray(const["gate"])  # (arm, step)
     g_draws = _fitted_drive(idata)
     fitted = g_draws is not None
@@ -161,7 +172,7 @@ def window_curve(idata: az.InferenceData, steps_per_day: int) -> pd.DataFrame:
     arms = [str(a) for a in const["arm"].values] if "arm" in const.coords else [str(a) for a in post["arm"].values]
     rows = []
     for i, arm in enumerate(arms):
-        alpha = (1 - gate[i])[None, :] / (1 + np.exp(-(la0[:, None] + A[:, None] * g_draws[:, i])))
+        alpha = np.asarray(learning_rate(la0[:, None], A[:, None], g_draws[:, i], gate[i][None, :]), np.float64)
         lo, hi = _hdi_each(alpha)
         for j in range(gate.shape[1]):
             rows.append({"arm": arm, "step": j, "day": j / steps_per_day, "alpha_mean": float(alpha[:, j].mean()),
@@ -192,8 +203,6 @@ def window_parameters(idata: az.InferenceData, cfg: Config | None = None) -> pd.
         tk, how = values["tau_k_hours"]
         values["peak_hours"] = (shape * tk, how)
     elif "tau_rise_hours" in values and "tau_decay_hours" in values:
-        from plasticity_rl.plasticity import diffexp_peak_hours
-
         r, d = values["tau_rise_hours"][0], values["tau_decay_hours"][0]
         values["peak_hours"] = (np.asarray(diffexp_peak_hours(r, d), np.float64), values["tau_rise_hours"][1])
     for n in ("mu_A", "mu_A_pos"):

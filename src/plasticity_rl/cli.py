@@ -38,9 +38,6 @@ Strict = Annotated[bool, typer.Option("--strict", help="Exit with code 3 if a fi
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler (default: a LocalCluster).")]
 Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="LocalCluster worker processes (default: one per core).")]
 
-# The model each variant is compared against by default: does the data show a window?
-FOIL = {"schema": "schema_ungated", "schema_ungated": "schema", "schema_asym": "schema",
-        "rw": "schema", "rw_asym": "rw"}
 
 
 class Reporter:
@@ -192,7 +189,8 @@ def run(
     (PSIS-LOO), report.html and manifest.json.
     """
     from plasticity_rl.runs import atomic_dir, unique_run_dir, write_manifest, write_run_metadata
-    from plasticity_rl.workflow import FitSettings, compare_fits
+    from plasticity_rl.inference.fit import FitSettings
+    from plasticity_rl.workflow import compare_fits
 
     rep = Reporter(quiet)
     failed: list[str] = []
@@ -205,7 +203,9 @@ def run(
             if fit:
                 settings = FitSettings(chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed,
                                        target_accept=target_accept)
-                variants = list(dict.fromkeys([cfg.model.variant, FOIL.get(cfg.model.variant, "schema_ungated")]))
+                from plasticity_rl.models import foil_of
+
+                variants = list(dict.fromkeys([cfg.model.variant, foil_of(cfg.model.variant)]))
                 outcomes = _fit_variants(made["tables"], cfg, variants, folder, settings, rep)
                 for outcome in outcomes:
                     failed += [f"{outcome.variant}: {f}" for f in outcome.failures]
@@ -377,6 +377,7 @@ def fit_cmd(
     target_accept: TargetAccept = 0.8,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     fixed_window: Annotated[bool, typer.Option("--fixed-window", help="Hold the plasticity kernel's time constants at the config's values instead of fitting them.")] = False,
+    fix: Annotated[Optional[list[str]], typer.Option("--fix", help="Hold a parameter at a value instead of fitting it: NAME=VALUE (repeatable; see 'plasticity-rl params').", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Fit folder (default: DATA/fit-<variant>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the fit folder if it exists.")] = False,
     strict: Strict = False,
@@ -385,7 +386,8 @@ def fit_cmd(
     """Fit a trial hierarchically (NumPyro) and write posterior.nc, summary, diagnostics, contrasts and figures."""
     from plasticity_rl.models import get_model
     from plasticity_rl.runs import atomic_dir
-    from plasticity_rl.workflow import FitSettings, fit_to_folder, load_data_folder
+    from plasticity_rl.inference.fit import FitSettings
+    from plasticity_rl.workflow import fit_to_folder, load_data_folder
 
     rep = Reporter(quiet)
     try:
@@ -398,8 +400,10 @@ def fit_cmd(
         except ValueError as exc:
             raise ConfigError([f"--variant: {exc}"]) from None
         target = out or data / f"fit-{variant}"
+        held = _parse_fix(fix or [], variant, cfg)
         settings = FitSettings(method=method, chains=chains, warmup=warmup, draws=draws, seed=seed,
-                               target_accept=target_accept, fit_window=not fixed_window)
+                               target_accept=target_accept, fit_window=not fixed_window,
+                               fixed=tuple(sorted(held.items())))
         label = "SVI, approximate" if method == "svi" else f"NUTS, {chains} chains x {warmup} + {draws}"
         with atomic_dir(target, overwrite=force) as folder:
             with rep.stage(f"fit {variant} ({label})") as say:
@@ -411,6 +415,47 @@ def fit_cmd(
     rep.done(f"[bold]fit folder:[/bold] {target}")
     if strict and not outcome.passed:
         raise typer.Exit(EXIT_FIT_FAILED)
+
+
+def _parse_fix(items: list[str], variant: str, cfg) -> dict[str, float]:
+    """--fix NAME=VALUE options as a dict, checked against the parameter table and the variant."""
+    from plasticity_rl.inference.model import check_fixed
+
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            fixed[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError([f"--fix: got {item!r}; give NAME=VALUE, e.g. --fix kappa=0.05"])
+    try:
+        check_fixed(variant, {**cfg.model.fixed, **fixed}, cfg)
+    except ValueError as exc:
+        raise ConfigError([f"--fix: {exc}"]) from None
+    return fixed
+
+
+@app.command()
+def params(
+    level: Annotated[Optional[str], typer.Option("--level", help="Only this level: patient, group or fixed.")] = None,
+):
+    """Print the parameter table: every model parameter once, with level, default, unit, prior and config field."""
+    from plasticity_rl.params import PARAMS
+
+    if level not in (None, "patient", "group", "fixed"):
+        err.print(f"[red]error:[/red] --level: got {level!r}; allowed: patient, group, fixed")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from rich.table import Table
+
+    table = Table("name", "level", "default", "unit", "prior", "config field", "meaning", show_lines=False)
+    for p in PARAMS.values():
+        if level and p.level != level:
+            continue
+        default = f"{p.default:g}" + (f" (sd {p.default_sd:g})" if p.default_sd is not None else "")
+        table.add_row(p.name, p.level, default, p.unit, p.prior_text, p.config, p.meaning)
+    Console(width=200).print(table)
 
 
 @app.command()
@@ -447,7 +492,7 @@ def recover(
 ):
     """Parameter recovery: simulate K data sets from the config, fit each, report r, bias and 90% coverage."""
     from plasticity_rl.recovery import recover as run_recovery
-    from plasticity_rl.workflow import FitSettings
+    from plasticity_rl.inference.fit import FitSettings
 
     try:
         cfg = _load(config)
@@ -481,7 +526,7 @@ def sbc(
 ):
     """Simulation-based calibration: rank histograms and a chi-square uniformity test per group parameter."""
     from plasticity_rl.recovery import sbc as run_sbc
-    from plasticity_rl.workflow import FitSettings
+    from plasticity_rl.inference.fit import FitSettings
 
     try:
         cfg = _load(config)

@@ -13,15 +13,29 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from plasticity_rl.params import PARAMS, fittable, param
+from plasticity_rl.registry import MODELS
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-OpenProbability = Annotated[float, Field(gt=0.0, lt=1.0)]
 Hour = Annotated[float, Field(ge=0.0, lt=24.0)]
 Day = Annotated[int, Field(ge=0)]
 
-VARIANTS = ("rw", "rw_asym", "schema", "schema_ungated", "schema_asym")
-Variant = Literal["rw", "rw_asym", "schema", "schema_ungated", "schema_asym"]
+
+
+def _field(name: str):
+    """A config field whose default, allowed range and description come from the parameter table."""
+    p = param(name)
+    unit = f" [{p.unit}]" if p.unit else ""
+    source = f" Source: {p.source}." if p.source else ""
+    return Field(default=p.default, description=f"{p.meaning}{unit}.{source}", **p.limits)
+
+
+def _population(name: str):
+    p = param(name)
+    return Field(default_factory=lambda: NormalDist(mean=p.default, sd=p.default_sd),
+                 description=f"{p.meaning}: Normal(mean, sd) over patients [{p.unit}]")
 
 
 class ConfigError(ValueError):
@@ -55,27 +69,24 @@ class Experiment(_Strict):
 
 
 class Plasticity(_Strict):
-    # gamma: K(tau) = (tau/(n tau_k))^n exp(n - tau/tau_k), peak at n*tau_k = 24 h: new spines
-    # from ~12 h, clinical peak near 24 h (Moda-Sava et al. 2019 Science 364:eaat8078; Coyle &
-    # Laws 2015), a mouse critical period open ~48 h (Nardou et al. 2023 Nature 618:790).
-    # diffexp: the long-window alternative; the human window's length is unknown.
+    """The plasticity window (kernel, saturation) and the acute gate; values and sources in plasticity_rl.params.
+
+    gamma: K(tau) = (tau/(n tau_k))^n exp(n - tau/tau_k), peak at n tau_k = 24 h by default;
+    diffexp: the long-window alternative (the human window's length is unknown). Ketamine given
+    just before extinction training impaired extinction in rats, so no learning is written while
+    the acute drug state (``gate``) is on.
+    """
+
     kernel: Literal["gamma", "diffexp"] = "gamma"
-    gamma_shape: float = Field(default=2.0, gt=0.0, le=20.0)
-    tau_k_hours: float = Field(default=12.0, gt=0.0, le=24 * 30)
-    tau_rise_hours: float = Field(default=14.0, gt=0.0, le=24 * 30)
-    tau_decay_hours: float = Field(default=48.0, gt=0.0, le=24 * 60)
-    # g(k) = k_max tanh(k / k_max): linear for one dose, bounded for many close doses, so
-    # alpha <= sigmoid(logit alpha0 + A k_max) < 1 whatever the schedule.
-    saturation: float = Field(default=2.0, gt=0.0, le=100.0)
-    # Acute drug state (dissociation): 40-min infusion, elimination half-life ~2.75 h
-    # (Zanos et al. 2018 Pharmacol Rev 70:621). Ketamine just before extinction training
-    # impaired extinction in rats, so no learning is written while it is on.
+    gamma_shape: float = _field("gamma_shape")
+    tau_k_hours: float = _field("tau_k_hours")
+    tau_rise_hours: float = _field("tau_rise_hours")
+    tau_decay_hours: float = _field("tau_decay_hours")
+    saturation: float = _field("saturation")
     gate: bool = True
-    infusion_minutes: float = Field(default=40.0, gt=0.0, le=24 * 60)
-    half_life_hours: float = Field(default=2.75, gt=0.0, le=48.0)
-    # Dissociation peaks at the end of the infusion and is gone by about 2 h after its start
-    # (CADSS ratings: Zarate et al. 2006; Murrough et al. 2013).
-    dissociation_gone_by_hours: float = Field(default=2.0, gt=0.0, le=48.0)
+    infusion_minutes: float = _field("infusion_minutes")
+    half_life_hours: float = _field("half_life_hours")
+    dissociation_gone_by_hours: float = _field("dissociation_gone_by_hours")
 
     @model_validator(mode="after")
     def _rise_before_decay(self) -> Plasticity:
@@ -103,33 +114,31 @@ class NormalDist(_Strict):
 
 
 class Population(_Strict):
-    # Per-patient parameters, Normal on unconstrained scales (DESIGN 1.5).
-    logit_alpha0: NormalDist = NormalDist(mean=-4.595, sd=0.3)  # alpha0 = 0.01 (prototype)
-    # The ketamine boost A is not measured in any human study: sweep it, fit it.
-    A: NormalDist = NormalDist(mean=3.0, sd=0.5)
-    logit_S0: NormalDist = NormalDist(mean=-1.15, sd=0.3)  # S0 = V0 = 0.24 (prototype)
-    # Asymmetric variants: depressed patients learn more from bad news than good
-    # (Pike & Robinson 2022 JAMA Psychiatry 79:313); ketamine raised updating from good news
-    # (Bottemanne et al. 2022 JAMA Psychiatry 79:1060), so it boosts alpha+ more than alpha-.
-    logit_alpha0_pos: NormalDist = NormalDist(mean=-4.9, sd=0.3)  # alpha0+ = 0.0074
-    logit_alpha0_neg: NormalDist = NormalDist(mean=-4.3, sd=0.3)  # alpha0- = 0.0134
-    A_pos: NormalDist = NormalDist(mean=3.3, sd=0.5)
-    A_neg: NormalDist = NormalDist(mean=1.0, sd=0.5)
-    # Group-level constants (per step). kappa: V relaxes to S; calibrated so a single dose's
-    # benefit halves in about 6 days (Zarate 2006) and is gone by days 12-14 (Coyle & Laws 2015).
-    kappa: OpenProbability = 0.0075
-    epsilon: OpenProbability = 0.05  # everyday evidence reaching the schema (prototype)
-    omega: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # corrective experience reaching the schema
-    alpha_T: OpenProbability = 0.1  # schema_ungated: therapy learning rate, timing-blind
-    V0_offset: float = Field(default=0.0, ge=-1.0, le=1.0)  # V0 = S0 + offset (0: V0 = S0)
+    """Per-patient parameters (Normal on unconstrained scales) and group-level constants.
+
+    Each field's default, range and source are in the parameter table (plasticity_rl.params).
+    """
+
+    logit_alpha0: NormalDist = _population("logit_alpha0")
+    A: NormalDist = _population("A")
+    logit_S0: NormalDist = _population("logit_S0")
+    logit_alpha0_pos: NormalDist = _population("logit_alpha0_pos")
+    logit_alpha0_neg: NormalDist = _population("logit_alpha0_neg")
+    A_pos: NormalDist = _population("A_pos")
+    A_neg: NormalDist = _population("A_neg")
+    kappa: float = _field("kappa")
+    epsilon: float = _field("epsilon")
+    omega: float = _field("omega")
+    alpha_T: float = _field("alpha_T")
+    V0_offset: float = _field("V0_offset")
 
 
 # --------------------------------------------------------------------------- environment
 
 
 class Environment(_Strict):
-    p_env: Probability = 0.6  # how often everyday experiences actually go well
-    bias: Probability = 0.3  # negative interpretation bias: o ~ Bernoulli(p_env (1 - bias))
+    p_env: float = _field("p_env")
+    bias: float = _field("bias")
 
 
 # --------------------------------------------------------------------------- arms
@@ -197,8 +206,7 @@ class TimingSweep(_Strict):
 
 class Ema(_Strict):
     enabled: bool = True
-    # Beta(V phi, (1 - V) phi) daily self-rating of V at the end of the day.
-    phi: float = Field(default=20.0, gt=0.0, le=10_000.0)
+    phi: float = _field("phi")
     missing_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
@@ -209,21 +217,14 @@ class Visits(_Strict):
     enabled: bool = True
     # Default: DEFAULT_VISIT_DAYS up to the experiment's last day (filled in by Config).
     days: list[float] = list(DEFAULT_VISIT_DAYS)
-    m_max: float = Field(default=42.0, gt=0.0, le=60.0)  # MADRS at V = 0: baseline V0 0.24 -> ~32
-    # Noise SD before and after the first treatment (Lii et al. 2023: SD 7-8 at baseline,
-    # 8-12 after treatment).
-    noise_sd_baseline: float = Field(default=7.0, ge=0.0, le=30.0)
-    noise_sd_treated: float = Field(default=10.0, ge=0.0, le=30.0)
-    # Acute drug-state lift D(t), MADRS points per unit dose: onset within 1-2 h, before any
-    # spine forms (Moda-Sava et al. 2019). Size: ketamine -16.5 vs midazolam -8.8 at 24 h
-    # (Murrough et al. 2013), less the part V's learning carries by then.
-    acute_lift: float = Field(default=6.0, ge=0.0, le=60.0)
-    acute_onset_hours: float = Field(default=1.0, gt=0.0, le=48.0)
-    acute_half_life_hours: float = Field(default=36.0, gt=0.0, le=24 * 30)
-    # Non-specific response to any infusion, active or placebo: midazolam -8.8 MADRS at 24 h
-    # (Murrough et al. 2013); a placebo masked by anaesthesia matched ketamine (Lii et al. 2023).
-    infusion_response: float = Field(default=9.0, ge=0.0, le=60.0)
-    infusion_response_half_life_days: float = Field(default=7.0, gt=0.0, le=365.0)
+    m_max: float = _field("m_max")
+    noise_sd_baseline: float = _field("sigma_baseline")
+    noise_sd_treated: float = _field("sigma_treated")
+    acute_lift: float = _field("acute_lift")
+    acute_onset_hours: float = _field("acute_onset_hours")
+    acute_half_life_hours: float = _field("acute_half_life_hours")
+    infusion_response: float = _field("infusion_response")
+    infusion_response_half_life_days: float = _field("infusion_response_half_life_days")
     missing_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
@@ -233,7 +234,30 @@ class Observations(_Strict):
 
 
 class ModelSpec(_Strict):
-    variant: Variant = "schema"
+    variant: str = Field(default="schema", description="the belief model (plasticity_rl.models.register adds one)")
+    # Parameters a fit holds at a value instead of estimating (name -> value on the parameter's
+    # own scale; a patient-level one gives every patient that value). The simulator ignores it.
+    fixed: dict[str, float] = Field(default_factory=dict, description="parameters a fit holds fixed")
+
+    @field_validator("variant")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"got {value!r}; allowed: {sorted(MODELS)} (the registered variants)")
+        return value
+
+    @field_validator("fixed")
+    @classmethod
+    def _fixable(cls, fixed: dict[str, float]) -> dict[str, float]:
+        problems = []
+        for name, value in fixed.items():
+            if name not in fittable():
+                problems.append(f"{name!r} is not a fitted parameter; allowed: {fittable()}")
+            elif (problem := param(name).check_value(value, name)) is not None:
+                problems.append(problem)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return fixed
 
 
 # --------------------------------------------------------------------------- top level
@@ -355,16 +379,27 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _bounds_text(limits: dict[str, Any]) -> str:
+    ops = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+    return " and ".join(f"{op} {limits[k]}" for k, op in ops if k in limits)
+
+
+# A bound error reports only the bound it broke; a parameter's row knows the whole range.
+_RANGE_OF_FIELD = {p.config: p.limits for p in PARAMS.values() if p.limits and p.level != "patient"}
+
+
 def _allowed(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     typ = err["type"]
+    full = _RANGE_OF_FIELD.get(_format_loc(err["loc"]))
+    if full and any(k in ctx for k in ("ge", "gt", "le", "lt")):
+        return "allowed: " + _bounds_text(full)
     if typ == "extra_forbidden":
         return "unknown key; check the spelling against the documented fields"
     if typ == "literal_error":
         return f"allowed: {ctx.get('expected')}"
-    bounds = [f"{op} {ctx[k]}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if k in ctx]
-    if bounds:
-        return "allowed: " + " and ".join(bounds)
+    if bounds := _bounds_text(ctx):
+        return "allowed: " + bounds
     return err["msg"]
 
 
@@ -414,6 +449,16 @@ def bundled_config_path(name: str = "flagship") -> Path:
     if here.is_file():
         return here
     raise ConfigError([f"no bundled config named {name!r}; see 'plasticity-rl configs'"])
+
+
+def as_config(cfg: Config | str | Path) -> Config:
+    """A config given as itself, a YAML path, or the name of a bundled config (``"timing_sweep"``)."""
+    if isinstance(cfg, Config):
+        return cfg
+    path = Path(cfg)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return load_config(path)
+    return load_config(bundled_config_path(str(cfg)))
 
 
 def config_to_yaml(cfg: Config) -> str:

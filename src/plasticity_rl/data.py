@@ -8,12 +8,16 @@ are logged for it and beliefs carry on unchanged. The two are kept apart by name
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from plasticity_rl.simulate import Simulation
+if TYPE_CHECKING:  # tables are made from a simulation's arrays; the simulator is not needed to read them
+    from plasticity_rl.simulate import Simulation
+
 
 # table -> column -> (dtype, unit / range, meaning)
 SCHEMA: dict[str, dict[str, tuple[str, str, str]]] = {

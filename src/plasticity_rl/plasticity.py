@@ -10,6 +10,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from plasticity_rl.config import Config
+from plasticity_rl.schedule import Schedules
 
 
 class KernelParams(NamedTuple):
@@ -126,3 +130,56 @@ def learning_rate(logit_alpha0, boost, g_k, gate):
     # float32 sigmoid rounds to exactly 1 past a logit of ~17; an alpha of 1 would copy each
     # outcome into the belief (V = 0 or 1 exactly), so keep it strictly below 1.
     return (1.0 - gate) * jnp.minimum(jax.nn.sigmoid(logit_alpha0 + boost * g_k), ALPHA_MAX)
+
+
+# ----------------------------------------------------------------------------- per-arm inputs
+
+
+class ArmInputs(NamedTuple):
+    """Per-arm, per-step inputs to the belief recurrence, stacked along axis 0 (arms)."""
+
+    g_k: jax.Array  # saturated plasticity drive g(k_j)
+    gate: jax.Array  # acute drug state
+    session_n: jax.Array  # corrective experiences scheduled at the step
+    session_p: jax.Array
+    session_attend: jax.Array
+
+
+def kernel_params(cfg: Config) -> KernelParams:
+    pl = cfg.plasticity
+    return KernelParams(
+        kind=0 if pl.kernel == "gamma" else 1,
+        gamma_shape=pl.gamma_shape,
+        tau_k_hours=pl.tau_k_hours,
+        tau_rise_hours=pl.tau_rise_hours,
+        tau_decay_hours=pl.tau_decay_hours,
+    )
+
+
+def arm_inputs(cfg: Config, sch: Schedules, kp: KernelParams | None = None) -> ArmInputs:
+    """The plasticity window and session schedule of every arm on the step grid."""
+    kp = kernel_params(cfg) if kp is None else kp
+    pl = cfg.plasticity
+    t = jnp.asarray(sch.t_hours, jnp.float32)
+    dh, da = jnp.asarray(sch.dose_hours, jnp.float32), jnp.asarray(sch.dose_amounts, jnp.float32)
+    if pl.gate:
+        gate = jax.vmap(
+            lambda h, a: acute_gate(t, sch.step_hours, h, a, pl.infusion_minutes / 60.0, pl.half_life_hours,
+                                    pl.dissociation_gone_by_hours)
+        )(dh, da)
+    else:
+        gate = jnp.zeros((dh.shape[0], t.shape[0]), jnp.float32)
+    return ArmInputs(
+        g_k=arm_drive(t, dh, da, kp, pl.saturation),
+        gate=gate,
+        session_n=jnp.asarray(sch.session_n, jnp.int32),
+        session_p=jnp.asarray(sch.session_p, jnp.float32),
+        session_attend=jnp.asarray(sch.session_attend, jnp.float32),
+    )
+
+
+def scheduled_session_steps(inputs: ArmInputs) -> np.ndarray:
+    """(K,) int32: the steps where some arm schedules a session (host-side: K fixes shapes)."""
+    return np.flatnonzero(np.any(np.asarray(inputs.session_n) > 0, axis=0)).astype(np.int32)
+
+

@@ -16,9 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plasticity_rl import observe
 from plasticity_rl.config import Config
 from plasticity_rl.models import BeliefModel, Trajectory, get_model, run_beliefs
-from plasticity_rl.plasticity import KernelParams, acute_gate, arm_drive
+from plasticity_rl.params import belief_values, mean_outcome
+from plasticity_rl.plasticity import ArmInputs, arm_inputs, scheduled_session_steps
 from plasticity_rl.schedule import Schedules, build_schedules
 
 # Named random streams: adding a stream never changes the draws of another.
@@ -27,16 +29,6 @@ STREAMS = {"params": 1, "everyday": 2, "corrective": 3, "attendance": 4, "ema": 
 
 def stream_key(seed: int, name: str) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), STREAMS[name])
-
-
-class ArmInputs(NamedTuple):
-    """Per-arm, per-step inputs to the belief recurrence, stacked along axis 0 (arms)."""
-
-    g_k: jax.Array  # saturated plasticity drive g(k_j)
-    gate: jax.Array  # acute drug state
-    session_n: jax.Array  # corrective experiences scheduled at the step
-    session_p: jax.Array
-    session_attend: jax.Array
 
 
 class Experiences(NamedTuple):
@@ -48,47 +40,9 @@ class Experiences(NamedTuple):
     attended: jax.Array  # (N, T) bool, True where a scheduled session was attended
 
 
-def kernel_params(cfg: Config) -> KernelParams:
-    pl = cfg.plasticity
-    return KernelParams(
-        kind=0 if pl.kernel == "gamma" else 1,
-        gamma_shape=pl.gamma_shape,
-        tau_k_hours=pl.tau_k_hours,
-        tau_rise_hours=pl.tau_rise_hours,
-        tau_decay_hours=pl.tau_decay_hours,
-    )
-
-
-def arm_inputs(cfg: Config, sch: Schedules, kp: KernelParams | None = None) -> ArmInputs:
-    """The plasticity window and session schedule of every arm on the step grid."""
-    kp = kernel_params(cfg) if kp is None else kp
-    pl = cfg.plasticity
-    t = jnp.asarray(sch.t_hours, jnp.float32)
-    dh, da = jnp.asarray(sch.dose_hours, jnp.float32), jnp.asarray(sch.dose_amounts, jnp.float32)
-    if pl.gate:
-        gate = jax.vmap(
-            lambda h, a: acute_gate(t, sch.step_hours, h, a, pl.infusion_minutes / 60.0, pl.half_life_hours,
-                                    pl.dissociation_gone_by_hours)
-        )(dh, da)
-    else:
-        gate = jnp.zeros((dh.shape[0], t.shape[0]), jnp.float32)
-    return ArmInputs(
-        g_k=arm_drive(t, dh, da, kp, pl.saturation),
-        gate=gate,
-        session_n=jnp.asarray(sch.session_n, jnp.int32),
-        session_p=jnp.asarray(sch.session_p, jnp.float32),
-        session_attend=jnp.asarray(sch.session_attend, jnp.float32),
-    )
-
-
 def arm_of_patients(cfg: Config) -> np.ndarray:
     arms = cfg.all_arms()
     return np.concatenate([np.full(cfg.patients_in(a), i, dtype=np.int32) for i, a in enumerate(arms)])
-
-
-def group_values(cfg: Config) -> dict[str, float]:
-    pop, env = cfg.population, cfg.environment
-    return {"mu_o": env.p_env * (1.0 - env.bias), "kappa": pop.kappa, "epsilon": pop.epsilon, "omega": pop.omega, "alpha_T": pop.alpha_T, "V0_offset": pop.V0_offset}
 
 
 def sample_params(key, cfg: Config, model: BeliefModel, n: int) -> dict[str, jax.Array]:
@@ -98,7 +52,7 @@ def sample_params(key, cfg: Config, model: BeliefModel, n: int) -> dict[str, jax
         dist = getattr(cfg.population, name)
         z = jax.random.normal(jax.random.fold_in(key, i), (n,))
         out[name] = dist.mean + dist.sd * z
-    for name, value in group_values(cfg).items():
+    for name, value in belief_values(cfg).items():
         out[name] = jnp.full((n,), value, jnp.float32)
     return out
 
@@ -191,11 +145,6 @@ def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: Ar
     return Experiences(everyday, *_session_experiences(k_corrective, k_attend, arm_index, inputs, n_max=n_max))
 
 
-def scheduled_session_steps(inputs: ArmInputs) -> np.ndarray:
-    """(K,) int32: the steps where some arm schedules a session (host-side: K fixes shapes)."""
-    return np.flatnonzero(np.any(np.asarray(inputs.session_n) > 0, axis=0)).astype(np.int32)
-
-
 @partial(jax.jit, static_argnames=("model",))
 def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences,
                    session_steps) -> Trajectory:
@@ -247,32 +196,6 @@ def cohort_beliefs_on_devices(model: BeliefModel, params, arm_index, inputs: Arm
     return jax.tree.map(lambda x: None if x is None else x[:N], out)
 
 
-# ----------------------------------------------------------------------------- observations
-
-
-def drug_state_effects(cfg: Config, sch: Schedules, t_hours: np.ndarray):
-    """D(t) acute lift and E(t) non-specific infusion response (MADRS points), per arm × time.
-
-    Both take the strongest current infusion (max, not sum), so a course of infusions does not
-    stack non-specific responses without bound.
-    """
-    v = cfg.observations.visits
-    tau = t_hours[None, :, None] - sch.infusion_hours[:, None, :]  # arms, times, doses
-    onset = np.where(tau >= 0, 1.0 - np.exp(-np.maximum(tau, 0) / v.acute_onset_hours), 0.0)
-    acute = onset * np.exp2(-np.maximum(tau, 0) / v.acute_half_life_hours)
-    D = v.acute_lift * np.max(sch.dose_amounts[:, None, :] * acute, axis=2, initial=0.0)
-    nonspec = onset * np.exp2(-np.maximum(tau, 0) / (24.0 * v.infusion_response_half_life_days))
-    E = v.infusion_response * np.max(nonspec, axis=2, initial=0.0)
-    return D, E
-
-
-def first_treatment_hours(sch: Schedules) -> np.ndarray:
-    """Per arm, the time of the first infusion or session (inf if none)."""
-    inf = np.where(np.isfinite(sch.infusion_hours), sch.infusion_hours, np.inf).min(axis=1)
-    sess = np.where(sch.session_n > 0, sch.t_hours[None, :], np.inf).min(axis=1)
-    return np.minimum(inf, sess)
-
-
 @dataclass(frozen=True)
 class Simulation:
     """A simulated cohort: inputs, hidden states and observations, as arrays.
@@ -301,12 +224,6 @@ class Simulation:
         return int(self.arm_index.shape[0])
 
 
-def beliefs_at_step_start(traj_V: np.ndarray, V0: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """V at the start of each step in ``steps`` (before that step's events)."""
-    padded = np.concatenate([V0[:, None], traj_V], axis=1)
-    return padded[:, steps]
-
-
 def simulate(cfg: Config, override: dict | None = None) -> Simulation:
     """Simulate the cohort a config describes. Same config and seed, same arrays.
 
@@ -324,14 +241,13 @@ def simulate(cfg: Config, override: dict | None = None) -> Simulation:
         if name not in params:
             raise ValueError(f"unknown parameter {name!r} for {model.name}; allowed: {sorted(params)}")
         params[name] = jnp.broadcast_to(jnp.asarray(value, jnp.float32), (N,))
-    env = cfg.environment
     exp = sample_experiences(
         stream_key(seed, "everyday"),
         stream_key(seed, "corrective"),
         stream_key(seed, "attendance"),
         jnp.asarray(arm_index),
         inputs,
-        env.p_env * (1.0 - env.bias),
+        mean_outcome(cfg),
         n_max=sch.n_c_max,
     )
     traj = cohort_beliefs_on_devices(model, params, jnp.asarray(arm_index), inputs, exp)
@@ -341,35 +257,21 @@ def simulate(cfg: Config, override: dict | None = None) -> Simulation:
 
     spd, days = cfg.experiment.steps_per_day, cfg.experiment.days
     obs = cfg.observations
-    # EMA: a Beta rating of V at the end of each day.
-    V_end = traj.V[:, spd - 1 :: spd][:, :days]
     ema = np.full((N, days), np.nan, np.float32)
     if obs.ema.enabled:
-        k_val, k_miss = jax.random.split(stream_key(seed, "ema"))
-        phi = obs.ema.phi
-        y = np.asarray(jax.random.beta(k_val, V_end * phi, (1.0 - V_end) * phi), np.float64)
-        y = np.clip(y, 1e-6, 1 - 1e-6)
-        missing = np.asarray(jax.random.bernoulli(k_miss, obs.ema.missing_rate, y.shape))
-        ema = np.where(missing, np.nan, y).astype(np.float32)
+        V_end = traj.V[:, observe.ema_steps(days, spd)]
+        ema = observe.sample_ema(stream_key(seed, "ema"), V_end, obs.ema.phi, obs.ema.missing_rate)
 
-    # Visits: clinician score at the start of the visit's step.
     vd = np.asarray(obs.visits.days if obs.visits.enabled else [], dtype=np.float64)
-    vsteps = np.array([min(round(d * spd), days * spd) for d in vd], dtype=np.int64)
+    vsteps = np.array([observe.visit_step_of(d, spd, days) for d in vd], dtype=np.int64)
     K = vd.shape[0]
     visits = expected = vD = vE = np.zeros((N, K))
     if K:
         v = obs.visits
-        D, E = drug_state_effects(cfg, sch, vsteps * sch.step_hours)
-        vD, vE = D[arm_index], E[arm_index]
-        V_visit = beliefs_at_step_start(traj.V, V0, vsteps)
-        expected = v.m_max * (1.0 - V_visit) - vD - vE
-        treated = (vsteps * sch.step_hours)[None, :] >= first_treatment_hours(sch)[arm_index][:, None]
-        sd = np.where(treated, v.noise_sd_treated, v.noise_sd_baseline)
-        k_val, k_miss = jax.random.split(stream_key(seed, "visits"))
-        noise = np.asarray(jax.random.normal(k_val, (N, K)))
-        visits = np.clip(expected + sd * noise, 0.0, 60.0)
-        missing = np.asarray(jax.random.bernoulli(k_miss, v.missing_rate, (N, K)))
-        visits = np.where(missing, np.nan, visits)
+        vD, vE, treated = observe.visit_effects(v, sch, arm_index, np.broadcast_to(vsteps, (N, K)))
+        expected = observe.visit_mean(observe.beliefs_at_step_start(traj.V, V0, vsteps), v.m_max, vD, vE)
+        sd = observe.visit_sd(treated, v.noise_sd_baseline, v.noise_sd_treated)
+        visits = observe.sample_visits(stream_key(seed, "visits"), expected, sd, v.missing_rate)
 
     return Simulation(
         config=cfg,

@@ -26,18 +26,7 @@ from plasticity_rl.analysis import (
     window_parameters,
 )
 from plasticity_rl.config import Config, load_config
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    method: str = "nuts"
-    chains: int = 4
-    warmup: int = 500
-    draws: int = 1000
-    seed: int = 0
-    target_accept: float = 0.8  # NUTS target acceptance; raise it (0.9, 0.95) if a fit diverges
-    integrated_loo: bool = True  # write loo_marginal.nc for compare (inference/marginal.py)
-    fit_window: bool = True  # fit the kernel's time constants (False: hold them at the config's)
+from plasticity_rl.inference.fit import FitSettings
 
 
 @dataclass(frozen=True)
@@ -91,7 +80,7 @@ def fit_posterior(tabs, cfg: Config, variant: str, settings: FitSettings, progre
 
     return fit(tabs, cfg, variant=variant, method=settings.method, chains=settings.chains,
                warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress,
-               target_accept=settings.target_accept, fit_window=settings.fit_window)
+               target_accept=settings.target_accept, fit_window=settings.fit_window, fixed=dict(settings.fixed))
 
 
 def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings: FitSettings,
@@ -124,6 +113,7 @@ def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings
     az.summary(idata, var_names=names, hdi_prob=0.94).to_csv(out / "summary.csv")
     diag_json = {
         "variant": variant, "method": settings.method, "passed": bool(diag.passed),
+        "fixed": json.loads(idata.posterior.attrs.get("fixed", "{}")),
         "failures": diag.failures, "notes": diag.notes,
         "divergences": diag.divergences,
         "e_bfmi": None if diag.bfmi is None else [float(b) for b in diag.bfmi],

@@ -7,7 +7,7 @@ guarantee, so ``chain_method="auto"`` picks ``"parallel"`` when there are enough
 ``"vectorized"`` otherwise: the chains then run as one batched program (one vmap over chains)
 on whatever cores XLA uses, instead of sequentially. A CLI that wants true parallel chains calls
 ``numpyro.set_host_device_count(n)`` first thing. The choice made is in ``idata.attrs``.
-Parallel chains run through :mod:`plasticity_rl.inference.chains` (NumPyro's NUTS kernel in a
+Parallel chains run through :mod:`plasticity_rl._engine.chains` (NumPyro's NUTS kernel in a
 pmap that takes the data as an argument), so fits of same-shaped data sets compile once.
 
 Groups of the returned InferenceData:
@@ -27,8 +27,10 @@ Groups of the returned InferenceData:
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Literal
 
@@ -40,21 +42,30 @@ import numpyro
 from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
-from plasticity_rl._xla import fit_program, jit_fit_program
+from plasticity_rl._engine.xla import fit_program, jit_fit_program
 from plasticity_rl.config import Config, config_to_yaml
-from plasticity_rl.inference.chains import block_inverse_mass, chain_transforms, group_block, run_parallel_nuts
-from plasticity_rl.inference.devices import device_split, on_devices
+from plasticity_rl._engine.chains import (
+    BoundModel,
+    block_inverse_mass,
+    chain_transforms,
+    group_block,
+    run_parallel_nuts,
+)
+from plasticity_rl._engine.devices import device_split, on_devices
 from plasticity_rl.inference.model import (
     ModelSpec,
+    belief_model,
     build,
     cohort_trajectories,
+    WINDOW_TIME_CONSTANTS,
     init_values,
     patient_log_lik,
     window_values,
+    with_fixed,
 )
 from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
-from plasticity_rl.inference.warmstart import STEPS as ADVI_STEPS
-from plasticity_rl.inference.warmstart import advi
+from plasticity_rl._engine.warmstart import STEPS as ADVI_STEPS
+from plasticity_rl._engine.warmstart import advi
 
 WARM_START_STREAM = 0x5741  # fold_in tag: the warm start's keys, apart from the chains'
 
@@ -71,6 +82,21 @@ _STATS = {  # numpyro extra field -> arviz sample_stats name
     "accept_prob": "acceptance_rate",
     "adapt_state.step_size": "step_size",
 }
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How to fit: the sampler's settings, as ``plasticity-rl fit``, ``run``, ``recover`` and ``sbc`` pass them."""
+
+    method: str = "nuts"
+    chains: int = 4
+    warmup: int = 500
+    draws: int = 1000
+    seed: int = 0
+    target_accept: float = 0.8  # NUTS target acceptance; raise it (0.9, 0.95) if a fit diverges
+    integrated_loo: bool = True  # write loo_marginal.nc for compare (inference/marginal.py)
+    fit_window: bool = True  # fit the kernel's time constants (False: hold them at the config's)
+    fixed: tuple[tuple[str, float], ...] = ()  # parameters held at a value (name, value)
 
 
 def resolve_chain_method(chains: int, chain_method: ChainMethod = "auto") -> str:
@@ -90,19 +116,14 @@ def resolve_chain_method(chains: int, chain_method: ChainMethod = "auto") -> str
 def patient_values(spec: ModelSpec, samples: dict) -> dict:
     """Per-patient parameters mu + tau z from the sampled sites (any leading draw shape)."""
     out = {}
-    for name in spec.belief_model.patient_params:
+    for name in spec.patient_params:
         mu, tau, z = samples[f"mu_{name}"], samples[f"tau_{name}"], samples[f"z_{name}"]
         out[name] = mu[..., None] + tau[..., None] * z
     return out
 
 
 def _theta_keys(spec: ModelSpec) -> list[str]:
-    keys = list(spec.belief_model.patient_params) + list(spec.belief_model.group_params) + list(spec.window.params)
-    if spec.has_ema:
-        keys.append("phi")
-    if spec.has_visits:
-        keys += ["sigma_baseline", "sigma_treated"]
-    return keys
+    return list(spec.fitted)
 
 
 def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):
@@ -110,6 +131,7 @@ def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, step
     traj = cohort_trajectories(spec, theta, x)
     ll = patient_log_lik(spec, theta, x, traj)
     tr, V0 = traj
+    theta = with_fixed(spec, theta, V0.shape[0])
     S0 = jax.nn.sigmoid(theta["logit_S0"]) if spec.belief_model.has_schema else V0
     day_steps = jnp.arange(0, tr.V.shape[1] + 1, steps_per_day)
     V = jnp.concatenate([V0[:, None], tr.V], axis=1)[:, day_steps]
@@ -137,7 +159,7 @@ def _derived_pmapped(spec: ModelSpec, n_arms: int, steps_per_day: int, n_devices
 def derived_on_devices(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):
     """:func:`derived` with the draws split over the local devices, when there are several.
 
-    Flagship fit, 4,000 draws, 4 host devices on 2 cores: 1.37 -> 0.98 s (attempt 40).
+    Flagship fit, 4,000 draws, 4 host devices on 2 cores: 1.37 -> 0.98 s (benchmarks/README.md).
     """
     D = device_split(jax.tree.leaves(theta)[0].shape[0])
     if D < 2:
@@ -162,11 +184,11 @@ def _warm_start(spec, x, init, chains, seed):
     values the chains start as without a warm start, and attrs say so.
     """
     t0 = time.perf_counter()
-    transforms = chain_transforms(spec, x)
+    transforms = chain_transforms(BoundModel(belief_model, spec), x)
     z0 = {k: t.inv(jnp.asarray(init[k])) for k, t in transforms.items()}
     # Its own stream, apart from the chains' keys (split(key(seed), chains), as MCMC.run).
     k_fit, k_draw = jax.random.split(jax.random.fold_in(jax.random.key(seed), WARM_START_STREAM))
-    ws = advi(spec, x, z0, k_fit)
+    ws = advi(BoundModel(belief_model, spec), x, z0, k_fit)
     attrs = {"warm_start_seconds": round(time.perf_counter() - t0, 3), "warm_start_loss": ws.loss,
              "warm_start_drift": ws.drift}
     if not ws.ok:
@@ -180,14 +202,14 @@ def _run_nuts(model, spec, x, init, chains, warmup, draws, seed, progress, chain
               max_tree_depth, warm_start=True, mass_matrix: MassMatrix = "dense-group"):
     z_start, imm, info = _warm_start(spec, x, init, chains, seed) if warm_start else (None, None, {
         "warm_start": "none: chains started at the prior centres"})
-    transforms = chain_transforms(spec, x)
+    transforms = chain_transforms(BoundModel(belief_model, spec), x)
     block = group_block(transforms) if mass_matrix == "dense-group" else ()
     info["mass_matrix"] = (f"dense over the group-level parameters ({', '.join(block)}); diagonal for the rest"
                            if block else "diagonal")
     if chain_method == "parallel":
         # Our own pmap of NumPyro's NUTS kernel, with the data as an argument: another data set
         # of the same shape reuses the compilation (inference/chains.py). Same sampler as MCMC.
-        samples, extra = run_parallel_nuts(spec, x, init, chains, warmup, draws, seed, target_accept,
+        samples, extra = run_parallel_nuts(BoundModel(belief_model, spec), x, init, chains, warmup, draws, seed, target_accept,
                                            max_tree_depth, on_progress=_progress_callback(progress, chains),
                                            z_start=z_start, inverse_mass_matrix=imm, dense_block=block)
         return samples, _numpyro_stats(extra), info
@@ -333,6 +355,7 @@ def fit(
     warm_start: bool = True,
     mass_matrix: MassMatrix = "dense-group",
     fit_window: bool = True,
+    fixed: dict[str, float] | None = None,
     svi_steps: int = 5000,
     svi_guide: Guide = "normal",
     svi_learning_rate: float = 0.01,
@@ -352,6 +375,8 @@ def fit(
     ~25 % fewer gradients per draw at flagship size); ``"diagonal"`` is NumPyro's default.
     ``fit_window``: fit the plasticity kernel's time constants (default; the window's length in
     humans is unknown) or hold them at the config's values. ``attrs["window"]`` says which.
+    ``fixed``: parameters held at a value instead of fitted (name -> value, on top of the
+    config's ``model.fixed``); they have no draws, and ``attrs["fixed"]`` (JSON) records them.
     """
     if method not in ("nuts", "svi"):
         raise ValueError(f"method {method!r}; allowed: 'nuts' (default) or 'svi' (approximate)")
@@ -361,7 +386,7 @@ def fit(
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     fd = prepare(data, cfg, variant)
-    model, spec, x = build(fd, fit_window=fit_window)
+    model, spec, x = build(fd, fit_window=fit_window, fixed=fixed)
     init = init_values(spec, fd.n_patients)
     w = spec.window
     attrs = {
@@ -374,11 +399,14 @@ def fit(
         "n_patients": fd.n_patients,
         "config_yaml": config_to_yaml(fd.config),
         "window": (f"fitted: {', '.join(w.params)} (log-normal priors around the config's values)" if w.fitted
-                   else "fixed at the config's kernel" + ("" if fit_window else " (fit_window=False)")
+                   else ("held at " + ", ".join(f"{n} = {getattr(w, n):g}" for n in WINDOW_TIME_CONSTANTS
+                                                if n in spec.fixed_values) if w.held
+                         else "fixed at the config's kernel") + ("" if fit_window else " (fit_window=False)")
                    + ("" if fd.has_doses else " (no patient is dosed)")),
         "window_kernel": w.kernel,
         "window_gamma_shape": w.gamma_shape,
         "window_saturation": w.saturation,
+        "fixed": json.dumps(spec.fixed_values, sort_keys=True),
     }
     t0 = time.perf_counter()
     if method == "nuts":

@@ -5,7 +5,7 @@ the patient's own (logit alpha0, A, logit S0). Leaving patient i out moves theta
 from "fitted to y_i" back to the population distribution, a shift far too large for importance
 sampling from the full posterior: PSIS reports Pareto k > 0.7 for many patients (the test fixture:
 6 of 18, k up to 0.96; an earlier count of 99-100 of 100 on the flagship trial was inflated by
-the XLA bug in :mod:`plasticity_rl._xla`). The quantity a
+the XLA bug in :mod:`plasticity_rl._engine.xla`). The quantity a
 model comparison should predict is a *new patient's* data given what the others taught us about
 the population, p(y_i | phi) = integral of p(y_i | theta, phi) p(theta | phi) dtheta. It depends
 on the group parameters only, which no single patient moves much, so PSIS-LOO over it is stable
@@ -28,6 +28,7 @@ against plain Monte Carlo from the population with many draws.
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache, partial
 
@@ -37,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from plasticity_rl._xla import fit_program, jit_fit_program
-from plasticity_rl.inference.devices import device_split, on_devices
+from plasticity_rl._engine.xla import fit_program, jit_fit_program
+from plasticity_rl._engine.devices import device_split, on_devices
 from plasticity_rl.inference.model import ModelSpec, build, cohort_trajectories, patient_log_lik, window_was_fitted
 from plasticity_rl.inference.prepare import ModelInputs, prepare
 
@@ -52,14 +53,8 @@ IS_BATCH = 64  # importance-sampling proposals evaluated at once (vmapped), for 
 
 def group_names(spec: ModelSpec) -> list[str]:
     """Posterior variables a patient's marginal likelihood depends on: everything but theta_i."""
-    model = spec.belief_model
-    names = [f"{k}_{n}" for n in model.patient_params for k in ("mu", "tau")]
-    names += list(model.group_params) + list(spec.window.params)
-    if spec.has_ema:
-        names.append("phi")
-    if spec.has_visits:
-        names += ["sigma_baseline", "sigma_treated"]
-    return names
+    names = [f"{k}_{n}" for n in spec.patient_params for k in ("mu", "tau")]
+    return names + list(spec.group_params) + list(spec.window.params) + list(spec.observation_params)
 
 
 def thin_indices(n_draws: int, max_draws: int) -> np.ndarray:
@@ -82,7 +77,7 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
     per-patient parameters at those draws (the Newton start). Jitted with the data as an argument,
     so another data set of the same shape reuses the compilation.
     """
-    names = spec.belief_model.patient_params
+    names = spec.patient_params
     N, P = x.arm_index.shape[0], len(names)
     n_pop = min(M - 1, max(1, int(round(DEFENSIVE * M))))
     k_z, k_chi, k_pop = jax.random.split(key, 3)
@@ -111,7 +106,7 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
             # shifts ran ~15 % slower). Differences, not reverse over reverse (the likelihood's
             # recurrence has a custom reverse pass, so forward mode cannot go through it): that
             # program took 1.9 s to trace and 6.3 s to compile against 1.1 s and 4.1 s, and the
-            # flagship `schema` LOO ran in 5.6-5.8 s against 5.2-5.3 s (attempt 54). The Hessian
+            # flagship `schema` LOO ran in 5.6-5.8 s against 5.2-5.3 s (benchmarks/README.md). The Hessian
             # only shapes the Newton steps and the proposal, which the importance weights correct;
             # its O(h^2) error (~1e-4 relative at h = 0.01) and float32 rounding (~1e-5) change
             # the estimates by a median 4e-6 nats per patient and draw.
@@ -184,8 +179,8 @@ def marginal_loo_data(
     variant = variant or str(idata.posterior.attrs.get("variant"))
     fd = prepare(data, cfg, variant)
     post = idata.posterior
-    _, spec, x = build(fd, fit_window=window_was_fitted(post))
-    names = spec.belief_model.patient_params
+    _, spec, x = build(fd, fit_window=window_was_fitted(post), fixed=json.loads(post.attrs.get("fixed", "{}")))
+    names = spec.patient_params
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     if post.sizes.get("patient") != fd.n_patients:
         raise ValueError(f"the fit has {post.sizes.get('patient')} patients, the data {fd.n_patients}")

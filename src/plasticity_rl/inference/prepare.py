@@ -15,25 +15,21 @@ A missed therapy session is simply a session with no corrective rows in ``events
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from plasticity_rl.config import Config
+from plasticity_rl.models import get_model
+from plasticity_rl.observe import SCORE_RANGE, ema_steps, visit_effects, visit_step_of
+from plasticity_rl.params import belief_values
+from plasticity_rl.plasticity import ArmInputs, arm_inputs, scheduled_session_steps
 from plasticity_rl.schedule import Schedules, build_schedules
-from plasticity_rl.simulate import (
-    ArmInputs,
-    Simulation,
-    arm_inputs,
-    drug_state_effects,
-    first_treatment_hours,
-    group_values,
-    scheduled_session_steps,
-)
 
-SCORE_RANGE = (0.0, 60.0)  # clinician scores are clipped here; the likelihood treats the ends as censored
+if TYPE_CHECKING:  # the simulator is upstream of the fit, never imported by it
+    from plasticity_rl.simulate import Simulation
 MAX_LISTED = 8  # problems of one kind listed before "... and N more"
 
 
@@ -141,7 +137,7 @@ class FitData:
                                                  np.flatnonzero((self.n_corr > 0).any(axis=0))), jnp.int32),
             ema=jnp.asarray(np.where(ema_mask, self.ema, 0.5), jnp.float32),
             ema_mask=jnp.asarray(ema_mask),
-            ema_step=jnp.asarray(np.arange(self.days) * spd + spd - 1, jnp.int32),
+            ema_step=jnp.asarray(ema_steps(self.days, spd), jnp.int32),
             visit_score=jnp.asarray(np.where(visit_mask, self.visit_score, 30.0), jnp.float32),
             visit_mask=jnp.asarray(visit_mask),
             visit_step=jnp.asarray(self.visit_step, jnp.int32),
@@ -154,38 +150,20 @@ class FitData:
 # ----------------------------------------------------------------------------- shared pieces
 
 
-def visit_step_of(day: float, steps_per_day: int, days: int) -> int:
-    """The step whose start a visit at ``day`` observes (as the simulator places it)."""
-    return int(min(round(day * steps_per_day), days * steps_per_day))
-
-
 def _visit_effects(cfg: Config, sch: Schedules, arm_index, visit_step):
-    """D, E and the treated flag at each (patient, visit), computed as the simulator does."""
-    N, K = visit_step.shape
-    D = np.zeros((N, K))
-    E = np.zeros((N, K))
-    treated = np.zeros((N, K), bool)
-    if K == 0:
-        return D, E, treated
-    steps = np.unique(visit_step)
-    hours = steps * sch.step_hours
-    D_a, E_a = drug_state_effects(cfg, sch, hours)  # (arms, len(steps))
-    col = np.searchsorted(steps, visit_step)
-    D = D_a[arm_index[:, None], col]
-    E = E_a[arm_index[:, None], col]
-    treated = (visit_step * sch.step_hours) >= first_treatment_hours(sch)[arm_index][:, None]
-    return D, E, treated
+    """D, E and the treated flag at each (patient, visit), as the simulator computes them."""
+    return visit_effects(cfg.observations.visits, sch, arm_index, visit_step)
 
 
 def _fixed_values(cfg: Config) -> dict[str, float]:
-    g = group_values(cfg)
-    return {"mu_o": float(g["mu_o"]), "V0_offset": float(g["V0_offset"])}
+    g = belief_values(cfg)
+    return {"mu_o": g["mu_o"], "V0_offset": g["V0_offset"]}
 
 
 # ----------------------------------------------------------------------------- from a simulation
 
 
-def from_simulation(sim: Simulation) -> FitData:
+def from_simulation(sim: "Simulation") -> FitData:
     """Fit inputs straight from a simulated cohort's arrays (no table round trip)."""
     cfg, sch = sim.config, sim.schedules
     ex = sim.experiences
@@ -452,8 +430,6 @@ def from_tables(tables: dict[str, pd.DataFrame], cfg: Config, variant: str | Non
     constants; the tables supply what each patient experienced (``events``) and the ratings
     (``ema`` and/or ``visits``). Patients are ordered by id.
     """
-    from plasticity_rl.models import get_model
-
     variant = variant or cfg.model.variant
     get_model(variant)  # a clear error for an unknown name
     problems: list[str] = []
@@ -512,7 +488,7 @@ def prepare(data, cfg: Config | None = None, variant: str | None = None) -> FitD
     """FitData from a Simulation, a dict of tables (needs ``cfg``), or FitData (returned as is)."""
     if isinstance(data, FitData):
         return data if variant in (None, data.variant) else _with_variant(data, variant)
-    if isinstance(data, Simulation):
+    if _is_simulation(data):
         fd = from_simulation(data)
         return fd if variant in (None, fd.variant) else _with_variant(fd, variant)
     if isinstance(data, dict):
@@ -522,10 +498,13 @@ def prepare(data, cfg: Config | None = None, variant: str | None = None) -> FitD
     raise TypeError(f"cannot fit a {type(data).__name__}; give a Simulation, a dict of tables or FitData")
 
 
+def _is_simulation(data) -> bool:
+    """A :class:`plasticity_rl.simulate.Simulation`, recognised by its fields (no import of the simulator)."""
+    return all(hasattr(data, f) for f in ("experiences", "trajectory", "schedules", "inputs", "model"))
+
+
 def _with_variant(fd: FitData, variant: str) -> FitData:
     from dataclasses import replace
-
-    from plasticity_rl.models import get_model
 
     get_model(variant)
     return replace(fd, variant=variant)

@@ -1,11 +1,15 @@
 """Belief update rules: pure JAX step functions behind one registry.
 
-Add a variant by building a :class:`BeliefModel` and registering it in ``MODELS``; the
-simulator and the likelihood pick it up by name.
+A variant is one :class:`BeliefModel` (its step functions and the names of its parameters from
+:mod:`plasticity_rl.params`) registered with :func:`register`; the config, the simulator, the
+likelihood and ``plasticity-rl run``'s comparison (against the variant's ``foil``) pick it up by
+name. The bundled variants are in :mod:`plasticity_rl.models.variants`.
 """
 
-from plasticity_rl.models.base import BeliefModel, Beliefs, Trajectory, run_beliefs
-from plasticity_rl.models.variants import MODELS
+from plasticity_rl.models.base import BeliefModel, Beliefs, Trajectory, register, run_beliefs
+from plasticity_rl.registry import MODELS
+
+from plasticity_rl.models import variants as _bundled  # noqa: F401, E402 - registers the bundled variants
 
 
 def get_model(name: str) -> BeliefModel:
@@ -15,4 +19,9 @@ def get_model(name: str) -> BeliefModel:
         raise ValueError(f"unknown model variant {name!r}; allowed: {sorted(MODELS)}") from None
 
 
-__all__ = ["MODELS", "BeliefModel", "Beliefs", "Trajectory", "get_model", "run_beliefs"]
+def foil_of(name: str) -> str:
+    """The variant ``plasticity-rl run`` compares ``name`` against."""
+    return get_model(name).foil
+
+
+__all__ = ["MODELS", "BeliefModel", "Beliefs", "Trajectory", "foil_of", "get_model", "register", "run_beliefs"]

@@ -19,6 +19,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from plasticity_rl._engine.adjoint import adjoint_scan
+from plasticity_rl.params import PARAMS
+from plasticity_rl.registry import MODELS
+
 Params = dict  # name -> scalar (one patient) or array (batched)
 
 
@@ -47,6 +51,9 @@ class BeliefModel:
     rates: Callable[[Params, jax.Array, jax.Array], dict]
     session: Callable[..., Beliefs]
     everyday: Callable[..., Beliefs]
+    # The variant ``plasticity-rl run`` fits beside this one and compares it with: the model
+    # that says what this one claims is not in the data (``schema`` vs timing-blind ``schema_ungated``).
+    foil: str = "schema_ungated"
     # session(s) = A s + b for beliefs in (0, 1) and outcomes in {0, 1}, so run_beliefs may apply
     # that map instead (true of every registered model: even alpha+/- pick their rate by the
     # outcome). A model with a nonlinear session sets False and keeps the branching loop.
@@ -71,6 +78,24 @@ class BeliefModel:
         V_eq = (learn * a_pos * mu + p["kappa"] * S0) / (learn * (a_pos * mu + a_neg * (1 - mu)) + p["kappa"])
         V0 = jnp.clip(V_eq + p.get("V0_offset", 0.0), 1e-4, 1.0 - 1e-4)
         return Beliefs(V=V0, S=S0)
+
+
+def register(model: BeliefModel, *, replace: bool = False) -> BeliefModel:
+    """Add a variant to the registry (``MODELS``), so configs, the simulator and the fit know it by name.
+
+    Its parameters must be rows of the parameter table (:data:`plasticity_rl.params.PARAMS`) at
+    the level it uses them: ``patient_params`` patient-level, ``group_params`` group-level.
+    """
+    problems = [f"{n!r} is not a patient-level parameter of the table" for n in model.patient_params
+                if n not in PARAMS or PARAMS[n].level != "patient"]
+    problems += [f"{n!r} is not a group-level parameter of the table" for n in model.group_params
+                 if n not in PARAMS or PARAMS[n].level != "group" or PARAMS[n].applies]
+    if model.name in MODELS and not replace:
+        problems.append(f"a variant named {model.name!r} is registered already (replace=True to override)")
+    if problems:
+        raise ValueError(f"cannot register variant {model.name!r}: " + "; ".join(problems))
+    MODELS[model.name] = model
+    return model
 
 
 def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, n_corr, any_session=None,
@@ -201,74 +226,6 @@ def _mapped_step(model: BeliefModel, state: Beliefs, xs, params) -> Beliefs:
     return model.everyday(after_session, o, r, p)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 4))
-def adjoint_scan(step, state0, xs, params, unroll: int = 1):
-    """The states after each step of ``state = step(state, xs[t], params)``, stacked over t.
-
-    Differentiated by the adjoint method: the reverse pass carries only the state's cotangent
-    lambda_t back through each step's Jacobian in the state, then takes every step's cotangents
-    for ``xs`` and ``params`` at once, vectorised over time. JAX's own reverse pass of a scan
-    also carries the cotangents of ``params`` through the loop, summed over patients at every
-    step, which costs about as much again. ``step`` must broadcast over a leading time axis
-    (elementwise steps do); it may be nonlinear in the state, since every Jacobian is taken at
-    the stored states.
-    """
-    return jax.lax.scan(lambda s, x: (step(s, x, params),) * 2, state0, xs, unroll=unroll)[1]
-
-
-def _adjoint_scan_fwd(step, state0, xs, params, unroll):
-    states = adjoint_scan(step, state0, xs, params, unroll)
-    return states, (state0, xs, params, states)
-
-
-def _adjoint_scan_bwd(step, unroll, res, ct_states):
-    state0, xs, params, states = res
-    before = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]]), state0, states)
-
-    def back(lam_after, args):
-        state, x, ct = args
-        lam = jax.tree.map(jnp.add, lam_after, ct)  # cotangent of the state after this step
-        _, vjp = jax.vjp(lambda s: step(s, x, params), state)
-        return vjp(lam)[0], lam
-
-    lam0, lam = jax.lax.scan(back, jax.tree.map(jnp.zeros_like, state0), (before, xs, ct_states),
-                             reverse=True, unroll=unroll)
-    # All steps at once, with ``params`` broadcast to the stacked states' shape first, so that
-    # their cotangents come back per step and element and are summed here, over time first.
-    full = jax.tree.leaves(before)[0].shape
-    widen = lambda q: jnp.broadcast_to(q, full) if _broadcasts_to(jnp.shape(q), full) else q  # noqa: E731
-    _, vjp = jax.vjp(lambda x, q: step(before, x, q), xs, jax.tree.map(widen, params))
-    ct_xs, ct_full = vjp(lam)
-    return lam0, ct_xs, jax.tree.map(lambda c, q: _sum_over_steps(c, jnp.shape(q)), ct_full, params)
-
-
-def _broadcasts_to(shape, full) -> bool:
-    try:
-        return jnp.broadcast_shapes(tuple(shape), tuple(full)) == tuple(full)
-    except ValueError:
-        return False
-
-
-def _sum_over_steps(ct, shape):
-    """A (T, ...) cotangent summed to a parameter of ``shape`` (broadcast over time and patients).
-
-    Time first, as a product with a vector of ones, then the rest. Written as one sum, XLA:CPU
-    reduces all T x N elements through a 32 x 32-window tree: ~19 us per scalar parameter at
-    flagship size against ~2 us this way (attempt 52). Not ``ct.sum(0).sum()``: XLA merges the two
-    sums back into one. Not ``ct.sum(0)`` behind an optimisation barrier either, though as fast:
-    with it, NumPyro's own NUTS (the same model compiled into another program) drew different
-    samples from ours within 8 draws (tests/test_chains.py), with the product the same ones.
-    """
-    if ct.shape == tuple(shape):  # not broadcast (an indexed table of session maps)
-        return ct
-    ct = jnp.tensordot(jnp.ones(ct.shape[0], ct.dtype), ct, axes=1)
-    lead = ct.ndim - len(shape)
-    ct = ct.sum(tuple(range(lead))) if lead else ct
-    kept = tuple(i for i, (have, want) in enumerate(zip(ct.shape, shape)) if want == 1 and have != 1)
-    return (ct.sum(kept, keepdims=True) if kept else ct).reshape(shape)
-
-
-adjoint_scan.defvjp(_adjoint_scan_fwd, _adjoint_scan_bwd)
 
 
 # ----------------------------------------------------------------------------- update pieces

@@ -1,4 +1,4 @@
-"""The registered belief models (DESIGN 1.2-1.3)."""
+"""The bundled belief models, each registered with :func:`plasticity_rl.models.register`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from plasticity_rl.models.base import (
     BeliefModel,
     Beliefs,
     delta_rule,
+    register,
     repeated_delta_rule,
     sequential_updates,
 )
@@ -117,63 +118,67 @@ def schema_asym_session(s: Beliefs, cs, n, r, p) -> Beliefs:
 _SYM = ("logit_alpha0", "A", "logit_S0")
 _ASYM = ("logit_alpha0_pos", "A_pos", "logit_alpha0_neg", "A_neg", "logit_S0")
 
-MODELS: dict[str, BeliefModel] = {
-    m.name: m
-    for m in (
-        BeliefModel(
-            name="rw",
-            description="Rescorla-Wagner: one belief V, V += alpha_j (o - V) for every experience.",
-            patient_params=_SYM,
-            group_params=(),
-            has_schema=False,
-            asymmetric=False,
-            rates=symmetric_rates,
-            session=rw_session,
-            everyday=rw_everyday,
-        ),
-        BeliefModel(
-            name="rw_asym",
-            description="Rescorla-Wagner with alpha+ / alpha- for positive / negative errors.",
-            patient_params=_ASYM,
-            group_params=(),
-            has_schema=False,
-            asymmetric=True,
-            rates=asymmetric_rates,
-            session=rw_asym_session,
-            everyday=rw_asym_everyday,
-        ),
-        BeliefModel(
-            name="schema",
-            description="Two timescales: V relaxes to the schema S; therapy reaches S at omega alpha_j.",
-            patient_params=_SYM,
-            group_params=("kappa", "epsilon", "omega"),
-            has_schema=True,
-            asymmetric=False,
-            rates=symmetric_rates,
-            session=schema_session,
-            everyday=schema_everyday,
-        ),
-        BeliefModel(
-            name="schema_ungated",
-            description="schema, but therapy learns at a constant alpha_T: timing does not matter.",
-            patient_params=_SYM,
-            group_params=("kappa", "epsilon", "omega", "alpha_T"),
-            has_schema=True,
-            asymmetric=False,
-            rates=ungated_rates,
-            session=schema_ungated_session,
-            everyday=schema_everyday,
-        ),
-        BeliefModel(
-            name="schema_asym",
-            description="schema with alpha+ / alpha-; ketamine boosts alpha+ more (A_pos > A_neg).",
-            patient_params=_ASYM,
-            group_params=("kappa", "epsilon", "omega"),
-            has_schema=True,
-            asymmetric=True,
-            rates=asymmetric_rates,
-            session=schema_asym_session,
-            everyday=schema_asym_everyday,
-        ),
-    )
-}
+register(BeliefModel(
+        name="rw",
+        description="Rescorla-Wagner: one belief V, V += alpha_j (o - V) for every experience.",
+        patient_params=_SYM,
+        group_params=(),
+        has_schema=False,
+        asymmetric=False,
+        rates=symmetric_rates,
+        session=rw_session,
+        everyday=rw_everyday,
+    foil="schema",
+))
+
+register(BeliefModel(
+        name="rw_asym",
+        description="Rescorla-Wagner with alpha+ / alpha- for positive / negative errors.",
+        patient_params=_ASYM,
+        group_params=(),
+        has_schema=False,
+        asymmetric=True,
+        rates=asymmetric_rates,
+        session=rw_asym_session,
+        everyday=rw_asym_everyday,
+    foil="rw",
+))
+
+register(BeliefModel(
+        name="schema",
+        description="Two timescales: V relaxes to the schema S; therapy reaches S at omega alpha_j.",
+        patient_params=_SYM,
+        group_params=("kappa", "epsilon", "omega"),
+        has_schema=True,
+        asymmetric=False,
+        rates=symmetric_rates,
+        session=schema_session,
+        everyday=schema_everyday,
+    foil="schema_ungated",
+))
+
+register(BeliefModel(
+        name="schema_ungated",
+        description="schema, but therapy learns at a constant alpha_T: timing does not matter.",
+        patient_params=_SYM,
+        group_params=("kappa", "epsilon", "omega", "alpha_T"),
+        has_schema=True,
+        asymmetric=False,
+        rates=ungated_rates,
+        session=schema_ungated_session,
+        everyday=schema_everyday,
+    foil="schema",
+))
+
+register(BeliefModel(
+        name="schema_asym",
+        description="schema with alpha+ / alpha-; ketamine boosts alpha+ more (A_pos > A_neg).",
+        patient_params=_ASYM,
+        group_params=("kappa", "epsilon", "omega"),
+        has_schema=True,
+        asymmetric=True,
+        rates=asymmetric_rates,
+        session=schema_asym_session,
+        everyday=schema_asym_everyday,
+    foil="schema",
+))

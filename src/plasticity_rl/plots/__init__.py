@@ -12,7 +12,7 @@ where the dose kernel's drive g(k_j) is at least :data:`WINDOW_FRACTION` of its 
 
 Lesson figures (:mod:`plasticity_rl.plots.lesson`, :mod:`plasticity_rl.plots.validation`):
 ``prediction_error_step``, ``kernel_and_alpha``, ``single_patient``, ``timing_heatmap`` (from
-``timing_grid``) and ``clinician_vs_published`` (against ``published_targets()``).
+``plasticity_rl.lessons.timing_grid``) and ``clinician_vs_published`` (against ``published_targets()``).
 :func:`render_lesson_figures` adds those that apply to a simulation to a figures folder.
 """
 
@@ -41,7 +41,6 @@ from plasticity_rl.plots.lesson import (
     prediction_error_step,
     render_lesson_figures,
     single_patient,
-    timing_grid,
     timing_heatmap,
 )
 from plasticity_rl.plots.style import (
@@ -83,7 +82,6 @@ __all__ = [
     "published_targets",
     "render_lesson_figures",
     "single_patient",
-    "timing_grid",
     "timing_heatmap",
     "house_style",
     "render_figures",

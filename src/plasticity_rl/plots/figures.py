@@ -9,7 +9,7 @@ the start of the experiment; every time-course figure shades the plasticity wind
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import jax
 import numpy as np
@@ -32,7 +32,9 @@ from plasticity_rl.plots.style import (
     sim_arm_colors,
     title,
 )
-from plasticity_rl.simulate import Simulation
+
+if TYPE_CHECKING:
+    from plasticity_rl.simulate import Simulation
 
 ALPHA_LABEL = "learning rate α (per experience)"
 BELIEF_LABEL = "belief (probability an experience goes well)"
@@ -217,7 +219,7 @@ def belief_curves(
 # ----------------------------------------------------------------------------- timing curve
 
 
-def _followup_step(sim: Simulation) -> int:
+def followup_step(sim: Simulation) -> int:
     cfg = sim.config
     step = cfg.followup_day * cfg.experiment.steps_per_day - 1  # V at the end of the follow-up day
     return int(min(max(step, 0), sim.trajectory.V.shape[1] - 1))
@@ -233,7 +235,7 @@ def timing_curve(sim: Simulation, *, frac: float = WINDOW_FRACTION) -> Figure:
             "(see configs/timing_sweep.yaml)"
         )
     names = arm_names(sim)
-    step = _followup_step(sim)
+    step = followup_step(sim)
     V = np.asarray(sim.trajectory.V, np.float64)[:, step]
     delays = np.asarray(sweep.delays_days, np.float64)
     means, halfs = [], []

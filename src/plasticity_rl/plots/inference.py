@@ -38,7 +38,8 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 from scipy import stats
 
-from plasticity_rl.inference.model import true_on_support_bound
+from plasticity_rl.trust import expected_r, recovery_r
+from plasticity_rl.params import true_on_support_bound, unit_of
 from plasticity_rl.plots.figures import ALPHA_LABEL, BELIEF_LABEL, DAYS_LABEL, _legend
 from plasticity_rl.plots.style import (
     FIGSIZE,
@@ -139,19 +140,11 @@ def _panel_figure(n: int, width: float = 3.5, height: float = 3.3, max_cols: int
 
 
 def _param_unit(name: str) -> str:
-    """The scale a fitted parameter lives on (plain words, for axis titles)."""
-    if name.endswith("_hours"):
-        return "hours"
+    """The scale a fitted parameter lives on (plain words, for axis titles), from the parameter table."""
     base = re.sub(r"^(mu|tau)_", "", name)
     if base.startswith("logit_") or base in ("A", "A_pos", "A_neg"):
         return "logit units"
-    if base in ("kappa", "epsilon", "omega", "alpha_T"):
-        return "fraction, 0–1"
-    if base == "phi":
-        return "Beta precision"
-    if base.startswith("sigma"):
-        return "score points"
-    return "model units"
+    return unit_of(name)
 
 
 def _fmt_p(p: float) -> str:
@@ -468,7 +461,6 @@ def recovery_scatter(recovery: pd.DataFrame, *, title_note: str | None = None) -
             ax.plot([a - pad, b + pad], [a - pad, b + pad], color="0.35", ls="--", lw=1.4, zorder=0)
             ax.set_xlim(a - pad, b + pad)
             ax.set_ylim(a - pad, b + pad)
-            from plasticity_rl.recovery import expected_r, recovery_r  # lazy: recovery imports the workflow
 
             r = recovery_r(t, m)  # the summary table's r, so figure and CSV agree
             cover = float(np.mean((t >= lo) & (t <= hi)))

@@ -4,7 +4,7 @@
 - :func:`kernel_and_alpha`: the dose kernel K and α(t) for the single, six-infusion and booster
   schedules, with the dissociation gate;
 - :func:`single_patient`: one simulated patient's V and S, everyday outcomes and sessions;
-- :func:`timing_heatmap` (data from :func:`timing_grid`): follow-up benefit of therapy over
+- :func:`timing_heatmap` (data from :func:`plasticity_rl.lessons.timing_grid`): follow-up benefit of therapy over
   (therapy delay × ketamine boost A) — the model's prediction, not a trial result.
 
 Same house style, captions and window shading as :mod:`plasticity_rl.plots.figures`.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,13 +29,10 @@ from plasticity_rl.config import (
     Config,
     Plasticity,
     Population,
-    bundled_config_path,
-    config_from_dict,
-    load_config,
-    sweep_arm_name,
+    as_config,
 )
 from plasticity_rl.plasticity import drive, learning_rate, dissociation, saturate
-from plasticity_rl.plots.figures import BELIEF_LABEL, DAYS_LABEL, _belief_series, _followup_step
+from plasticity_rl.plots.figures import BELIEF_LABEL, DAYS_LABEL, _belief_series
 from plasticity_rl.plots.style import (
     NOTE_GID,
     OKABE_ITO,
@@ -53,7 +50,10 @@ from plasticity_rl.plots.style import (
     sim_arm_colors,
     title,
 )
-from plasticity_rl.simulate import Simulation, kernel_params
+from plasticity_rl.plasticity import kernel_params
+
+if TYPE_CHECKING:
+    from plasticity_rl.simulate import Simulation
 
 GOOD, BAD = "#0072B2", "#D55E00"  # Okabe-Ito blue / vermillion: went well / went badly
 V_COLOR, S_COLOR = "#000000", "#009E73"
@@ -148,13 +148,6 @@ def prediction_error_step(
 KERNEL_SCHEDULES: dict[str, str] = {"single_infusion": "ketamine", "six_infusions": "six", "boosters": "boosters"}
 
 
-def _config(cfg: Config | str | Path) -> Config:
-    if isinstance(cfg, Config):
-        return cfg
-    p = Path(cfg)
-    return load_config(p if p.suffix in (".yaml", ".yml") or p.is_file() else bundled_config_path(str(cfg)))
-
-
 def _alpha_fine(cfg: Config, dose_days: np.ndarray, amounts: np.ndarray, t_h: np.ndarray, kernel: str | None = None,
                 A: float | None = None):
     """α(t), drive g(k(t)) and the acute drug state on a fine time grid, for the population mean patient."""
@@ -202,7 +195,7 @@ def kernel_and_alpha(
     configs = dict(configs or {})
     rows = []
     for name, arm_name in schedules.items():
-        cfg = configs.get(name) or _config(name)
+        cfg = configs.get(name) or as_config(name)
         arms = {a.name: a for a in cfg.all_arms()}
         if arm_name not in arms:
             raise ValueError(f"config {name!r} has no arm {arm_name!r}; it has {sorted(arms)}")
@@ -432,52 +425,6 @@ def single_patient(sim: Simulation, patient: int | None = None, *, frac: float =
 
 # ----------------------------------------------------------------------------- timing heatmap
 
-DEFAULT_A_MEANS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
-
-
-def timing_grid(
-    config: Config | str | Path | None = None,
-    *,
-    A_means: Sequence[float] = DEFAULT_A_MEANS,
-    patients_per_arm: int = 10,
-) -> pd.DataFrame:
-    """Follow-up V per therapy delay, simulated at several population means of the boost A.
-
-    ``config`` is a config with a ``timing_sweep`` (default: the bundled ``timing_sweep``). Each
-    A gets the same seed (common random numbers), so differences between cells come from A and
-    the delay, not from the draws. Columns: ``A_mean``, ``delay_days``, ``V_followup`` (mean over
-    patients), ``V_no_therapy`` (ketamine without therapy, same A), ``benefit`` (the difference),
-    ``n_patients``. The mean of a deterministic recurrence over patients is smooth, so small
-    cohorts suffice.
-    """
-    from plasticity_rl.simulate import simulate
-
-    cfg = _config(config if config is not None else "timing_sweep")
-    if cfg.timing_sweep is None:
-        raise ValueError(f"timing_grid needs a config with a 'timing_sweep' section; {cfg.experiment.name!r} has none")
-    data = cfg.model_dump(mode="json")
-    data["arms"] = []
-    data["timing_sweep"]["include_no_therapy"] = True
-    data["experiment"]["patients_per_arm"] = int(patients_per_arm)
-    data["observations"]["visits"]["enabled"] = False
-    data["observations"]["ema"]["enabled"] = False
-    rows = []
-    for A in A_means:
-        data["population"]["A"]["mean"] = float(A)
-        sim = simulate(config_from_dict(data))
-        names = arm_names(sim)
-        V = np.asarray(sim.trajectory.V, np.float64)[:, _followup_step(sim)]
-        ref = float(V[sim.arm_index == names.index("no_therapy")].mean())
-        for d in sim.config.timing_sweep.delays_days:
-            m = V[sim.arm_index == names.index(sweep_arm_name(d))]
-            rows.append({"A_mean": float(A), "delay_days": float(d), "V_followup": float(m.mean()),
-                         "V_no_therapy": ref, "benefit": float(m.mean()) - ref, "n_patients": int(m.size)})
-    out = pd.DataFrame(rows)
-    out.attrs["config"] = cfg.experiment.name
-    out.attrs["followup_day"] = cfg.followup_day
-    return out
-
-
 def _edges(values: np.ndarray) -> np.ndarray:
     v = np.asarray(values, np.float64)
     if v.size == 1:
@@ -487,21 +434,19 @@ def _edges(values: np.ndarray) -> np.ndarray:
 
 
 def timing_heatmap(
-    grid: pd.DataFrame | None = None,
+    grid: pd.DataFrame,
     *,
     config: Config | str | Path | None = None,
-    A_means: Sequence[float] = DEFAULT_A_MEANS,
-    patients_per_arm: int = 10,
     frac: float = WINDOW_FRACTION,
 ) -> Figure:
     """Follow-up benefit of therapy over (therapy delay × ketamine boost A): the model's prediction.
 
-    ``grid``: the output of :func:`timing_grid`; computed from ``config``, ``A_means`` and
-    ``patients_per_arm`` when not given.
+    ``grid``: the table :func:`plasticity_rl.lessons.timing_grid` simulates (columns ``A_mean``,
+    ``delay_days``, ``benefit``, ``n_patients``); ``config``: the sweep it was simulated from
+    (default: ``grid.attrs["sweep_config"]``, else the bundled ``timing_sweep``).
+    The figure only draws: it neither simulates nor fits.
     """
-    cfg = _config(config if config is not None else "timing_sweep")
-    if grid is None:
-        grid = timing_grid(cfg, A_means=A_means, patients_per_arm=patients_per_arm)
+    cfg = as_config(config if config is not None else grid.attrs.get("sweep_config", "timing_sweep"))
     sweep = cfg.timing_sweep
     table = grid.pivot(index="A_mean", columns="delay_days", values="benefit").sort_index().sort_index(axis=1)
     delays, As, Z = table.columns.to_numpy(float), table.index.to_numpy(float), table.to_numpy()

@@ -23,7 +23,7 @@ Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import matplotlib as mpl
 import numpy as np
@@ -34,7 +34,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-from plasticity_rl.simulate import Simulation
+if TYPE_CHECKING:
+    from plasticity_rl.simulate import Simulation
+
 
 # Okabe & Ito (2008), reordered so the first (reference) arm is black and the pale yellow,
 # hard to see on white, comes last.

@@ -7,6 +7,8 @@ needs nothing outside the installed package.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 from importlib import resources
 
@@ -26,7 +28,9 @@ from plasticity_rl.plots.style import (
     sim_arm_colors,
     title,
 )
-from plasticity_rl.simulate import Simulation
+
+if TYPE_CHECKING:
+    from plasticity_rl.simulate import Simulation
 
 TARGETS_FILE = "validation_targets.csv"
 

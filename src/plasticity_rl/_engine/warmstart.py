@@ -24,7 +24,7 @@ nothing.
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import NamedTuple
 
 import jax
@@ -34,8 +34,8 @@ import numpyro.optim as optim
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import potential_energy
 
-from plasticity_rl._xla import jit_fit_program
-from plasticity_rl.inference.model import ModelSpec, belief_model
+from plasticity_rl._engine.chains import BoundModel
+from plasticity_rl._engine.xla import jit_fit_program
 
 STEPS = 1000  # flagship: 2-3 s; the loss moves by under 5 nats between the last two tenths
 LEARNING_RATE = 0.02
@@ -70,8 +70,7 @@ class WarmStart(NamedTuple):
 
 
 @lru_cache(maxsize=8)
-def _program(spec: ModelSpec, steps: int, learning_rate: float):
-    model = partial(belief_model, spec=spec)
+def _program(model: BoundModel, steps: int, learning_rate: float):
 
     def run(z0: dict, x, key):
         flat0, unravel = ravel_pytree(z0)
@@ -95,9 +94,9 @@ def _program(spec: ModelSpec, steps: int, learning_rate: float):
     return jit_fit_program(run)
 
 
-def advi(spec: ModelSpec, x, z0: dict, key, steps: int = STEPS, learning_rate: float = LEARNING_RATE) -> WarmStart:
+def advi(model: BoundModel, x, z0: dict, key, steps: int = STEPS, learning_rate: float = LEARNING_RATE) -> WarmStart:
     """Fit q from ``z0`` (unconstrained starting point, site -> array) on data ``x``."""
-    loc, scale, losses = _program(spec, int(steps), float(learning_rate))(z0, x, key)
+    loc, scale, losses = _program(model, int(steps), float(learning_rate))(z0, x, key)
     losses = np.asarray(losses, np.float64)
     tenth = max(1, losses.shape[0] // 10)
     last, before = losses[-tenth:].mean(), losses[-2 * tenth:-tenth].mean() if losses.shape[0] >= 2 * tenth else np.nan

@@ -8,7 +8,7 @@ fit, 1.8 s for the next), which recovery, SBC and the lesson notebooks paid once
 
 This module runs the same NUTS kernel (``numpyro.infer.hmc.hmc``: the same warm-up adaptation,
 step size and mass-matrix blocks as ``NUTS(dense_mass=...)``; see ``group_block``) with one
-``pmap`` per program, cached on everything static (model spec, warm-up length, target
+``pmap`` per program, cached on everything static (the model and its spec, warm-up length, target
 acceptance, tree depth, chunk length, dense block) and called with the data as a broadcast
 argument. Random keys are derived exactly as ``MCMC`` derives them: without warm-up the draws
 match ``MCMC(chain_method="parallel")``'s from the same seed, tree for tree, up to float32
@@ -36,8 +36,7 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import potential_energy
 
-from plasticity_rl._xla import jit_fit_program
-from plasticity_rl.inference.model import ModelSpec, belief_model
+from plasticity_rl._engine.xla import jit_fit_program
 
 # HMCState field -> name in the returned stats (the names fit.py's _STATS maps to ArviZ names)
 FIELDS = ("diverging", "energy", "potential_energy", "num_steps", "accept_prob", "adapt_state.step_size")
@@ -45,6 +44,21 @@ FIELDS = ("diverging", "energy", "potential_energy", "num_steps", "accept_prob",
 # each other at the end of each chunk; measured cost: none (20 patients, 4 chains x (200 + 200):
 # 69.8 s in chunks of 50 vs 69.1 s in one chunk per phase).
 MAX_CHUNK = 50
+
+
+class BoundModel(NamedTuple):
+    """A NumPyro model function with its static description (``model(x)`` calls ``fn(x, spec=spec)``).
+
+    Hashable by value (the function's identity and the spec's fields), unlike a
+    ``functools.partial``: the compiled programs below are cached on it, so a second fit of the
+    same model and data shape reuses them.
+    """
+
+    fn: Callable
+    spec: object
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, spec=self.spec, **kwargs)
 
 
 class Program(NamedTuple):
@@ -111,10 +125,9 @@ def block_inverse_mass(diagonal, sizes: dict[str, int], block: tuple[str, ...]) 
 
 
 @lru_cache(maxsize=8)
-def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: float,
+def program(model: BoundModel, shapes, warmup: int, chunk: int, target_accept: float,
             max_tree_depth: int, dense_block: tuple[str, ...] = (), step_size: float = 1.0) -> Program:
     """The compiled-once pieces for one model and data shape (``shapes``: the cache key only)."""
-    model = partial(belief_model, spec=spec)
     init_kernel, sample_kernel = hmc(
         potential_fn_gen=lambda x: partial(potential_energy, model, (x,), {}), algo="NUTS")
 
@@ -144,14 +157,14 @@ def program(spec: ModelSpec, shapes, warmup: int, chunk: int, target_accept: flo
 
 
 @lru_cache(maxsize=8)
-def _transforms(spec: ModelSpec, shapes) -> dict:
+def _transforms(model: BoundModel, shapes) -> dict:
     """Latent site -> bijection from the unconstrained space NUTS works in."""
-    return _site_transforms(partial(belief_model, spec=spec), _abstract(shapes))
+    return _site_transforms(model, _abstract(shapes))
 
 
-def chain_transforms(spec: ModelSpec, x) -> dict:
+def chain_transforms(model: BoundModel, x) -> dict:
     """Latent site -> bijection from NUTS's unconstrained space, for data ``x``."""
-    return _transforms(spec, _shapes(x))
+    return _transforms(model, _shapes(x))
 
 
 def _abstract(shapes):
@@ -164,7 +177,7 @@ def _shapes(x):
     return treedef, tuple((tuple(np.shape(v)), jnp.result_type(v)) for v in leaves)
 
 
-def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, draws: int, seed: int,
+def run_parallel_nuts(model: BoundModel, x, init: dict, chains: int, warmup: int, draws: int, seed: int,
                       target_accept: float = 0.8, max_tree_depth: int = 10,
                       on_progress: Callable[[int, int], None] | None = None, *,
                       z_start: dict | None = None, inverse_mass_matrix=None,
@@ -183,11 +196,11 @@ def run_parallel_nuts(spec: ModelSpec, x, init: dict, chains: int, warmup: int, 
         raise ValueError(f"parallel chains need a device per chain: {chains} chains, "
                          f"{jax.local_device_count()} devices (numpyro.set_host_device_count)")
     shapes = _shapes(x)
-    transforms = _transforms(spec, shapes)
+    transforms = _transforms(model, shapes)
     missing = set(transforms) - set(init)
     if missing:
         raise ValueError(f"no initial value for latent site(s) {sorted(missing)}")
-    prog = program(spec, shapes, int(warmup), chunk_length(warmup, draws), float(target_accept),
+    prog = program(model, shapes, int(warmup), chunk_length(warmup, draws), float(target_accept),
                    int(max_tree_depth), tuple(dense_block), float(step_size))
     if z_start is None:
         z0 = {k: jnp.broadcast_to(t.inv(jnp.asarray(init[k])), (chains,) + jnp.shape(init[k]))

@@ -1,0 +1,165 @@
+"""What a trial measures: each observation channel once, as a sampler and a log-density.
+
+The simulator draws ratings with the samplers here and the likelihood scores them with the
+log-densities here, from the same parameters and the same time effects, so the fitted
+observation model cannot drift from the simulated one.
+
+- **EMA** (a daily self-rating): y_d ~ Beta(V phi, (1 - V) phi), V at the end of day d.
+- **Visits** (a clinician score, MADRS-like): M = m_max (1 - V) - D(t) - E(t) + Normal(0, sd),
+  V at the start of the visit's step; sd is ``sd_baseline`` before the arm's first treatment
+  and ``sd_treated`` from then on. Scores are clipped to ``SCORE_RANGE`` when recorded, so the
+  likelihood treats a score at either end as censored (its term is the tail probability).
+
+D(t), the acute drug-state lift, and E(t), the non-specific response to any infusion (active or
+placebo), are fixed functions of the schedule (:func:`drug_state_effects`), the same for every
+patient.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from jax.scipy.special import log_ndtr
+
+from plasticity_rl._engine.special import LGAMMA_MAX, lgamma_positive
+
+SCORE_RANGE = (0.0, 60.0)  # clinician scores are clipped here when recorded
+EPS = 1e-6  # V is kept in [EPS, 1 - EPS] inside the Beta density
+RATING_RANGE = (1e-6, 1.0 - 1e-6)  # simulated ratings are kept strictly inside (0, 1)
+PHI_MAX = LGAMMA_MAX  # the EMA precision's cap inside the likelihood
+
+
+
+def _xp(a):
+    """jax.numpy for JAX arrays (traced in the likelihood), NumPy otherwise (the simulator)."""
+    return jnp if isinstance(a, jax.Array) else np
+
+
+# ----------------------------------------------------------------------------- time effects
+
+
+def drug_state_effects(visits, sch, t_hours: np.ndarray):
+    """D(t) acute lift and E(t) non-specific infusion response (MADRS points), per arm x time.
+
+    ``visits``: the config's ``observations.visits``; ``sch``: the arms' schedules. D has an
+    onset of ``acute_onset_hours`` and halves every ``acute_half_life_hours``, scaled by the dose;
+    E has the same onset and halves every ``infusion_response_half_life_days``, for any infusion
+    (a placebo too). Both take the strongest current infusion (max, not sum), so a course of
+    infusions does not stack non-specific responses without bound.
+    """
+    tau = t_hours[None, :, None] - sch.infusion_hours[:, None, :]  # arms, times, doses
+    onset = np.where(tau >= 0, 1.0 - np.exp(-np.maximum(tau, 0) / visits.acute_onset_hours), 0.0)
+    acute = onset * np.exp2(-np.maximum(tau, 0) / visits.acute_half_life_hours)
+    D = visits.acute_lift * np.max(sch.dose_amounts[:, None, :] * acute, axis=2, initial=0.0)
+    nonspec = onset * np.exp2(-np.maximum(tau, 0) / (24.0 * visits.infusion_response_half_life_days))
+    E = visits.infusion_response * np.max(nonspec, axis=2, initial=0.0)
+    return D, E
+
+
+def first_treatment_hours(sch) -> np.ndarray:
+    """Per arm, the time of the first infusion or session (inf if none)."""
+    inf = np.where(np.isfinite(sch.infusion_hours), sch.infusion_hours, np.inf).min(axis=1)
+    sess = np.where(sch.session_n > 0, sch.t_hours[None, :], np.inf).min(axis=1)
+    return np.minimum(inf, sess)
+
+
+def visit_step_of(day: float, steps_per_day: int, days: int) -> int:
+    """The step whose start a visit at ``day`` observes: the nearest step, at most the end."""
+    return int(min(round(day * steps_per_day), days * steps_per_day))
+
+
+def visit_effects(visits, sch, arm_index: np.ndarray, visit_step: np.ndarray):
+    """D, E and the treated flag at each (patient, visit); ``visit_step`` is (N, K)."""
+    N, K = visit_step.shape
+    if K == 0:
+        return np.zeros((N, K)), np.zeros((N, K)), np.zeros((N, K), bool)
+    steps = np.unique(visit_step)
+    D_a, E_a = drug_state_effects(visits, sch, steps * sch.step_hours)  # (arms, len(steps))
+    col = np.searchsorted(steps, visit_step)
+    treated = (visit_step * sch.step_hours) >= first_treatment_hours(sch)[arm_index][:, None]
+    return D_a[arm_index[:, None], col], E_a[arm_index[:, None], col], treated
+
+
+def ema_steps(days: int, steps_per_day: int) -> np.ndarray:
+    """(days,) the step after which day d's rating is made: its last step."""
+    return np.arange(days) * steps_per_day + steps_per_day - 1
+
+
+def beliefs_at_step_start(V, V0, steps):
+    """V at the start of each step in ``steps`` (before that step's events).
+
+    ``V``: (N, T) beliefs after each step; ``V0``: (N,) the start; ``steps``: (K,) or (N, K)
+    in 0..T. NumPy in, NumPy out; JAX in, JAX out.
+    """
+    xp = _xp(V)
+    padded = xp.concatenate([V0[:, None], V], axis=1)
+    steps = xp.broadcast_to(xp.asarray(steps), (V.shape[0],) + xp.shape(steps)[-1:])
+    return xp.take_along_axis(padded, steps, axis=1)
+
+
+# ----------------------------------------------------------------------------- EMA
+
+
+def sample_ema(key, V_end, phi: float, missing_rate: float) -> np.ndarray:
+    """(N, days) Beta(V phi, (1 - V) phi) ratings of V at the end of each day, NaN where missing."""
+    k_val, k_miss = jax.random.split(key)
+    y = np.asarray(jax.random.beta(k_val, V_end * phi, (1.0 - V_end) * phi), np.float64)
+    y = np.clip(y, *RATING_RANGE)
+    missing = np.asarray(jax.random.bernoulli(k_miss, missing_rate, y.shape))
+    return np.where(missing, np.nan, y).astype(np.float32)
+
+
+def ema_log_lik(V_end, phi, ratings, recorded):
+    """(N, days) Beta log-densities of the ratings, 0 where not recorded.
+
+    ``ratings`` must hold a placeholder inside (0, 1) where ``recorded`` is False, so every
+    term stays finite and so does its gradient (the double-``where`` pattern). phi is capped at
+    PHI_MAX (1e6): 14 prior SDs above the flagship's phi of 20, and 6 above the largest phi a
+    config may set (1e4). Past the cap the ratings' density no longer depends on phi, and its
+    prior brings NUTS back.
+    """
+    V = jnp.clip(V_end, EPS, 1.0 - EPS)
+    phi = jnp.minimum(phi, PHI_MAX)
+    a, b = V * phi, (1.0 - V) * phi
+    # The Beta density written out: a + b = phi, so log B(a, b) = lgamma(a) + lgamma(b) - lgamma(phi).
+    # NumPyro's Beta goes through betaln's general algorithm, which made this term's gradient
+    # ~1.7x dearer (a tenth of the flagship's likelihood gradient).
+    lp = ((a - 1.0) * jnp.log(ratings) + (b - 1.0) * jnp.log1p(-ratings)
+          + lgamma_positive(phi) - lgamma_positive(a) - lgamma_positive(b))
+    return jnp.where(recorded, lp, 0.0)
+
+
+# ----------------------------------------------------------------------------- visits
+
+
+def visit_mean(V_visit, m_max, D, E):
+    """The expected clinician score: m_max (1 - V) - D(t) - E(t)."""
+    return m_max * (1.0 - V_visit) - D - E
+
+
+def visit_sd(treated, sd_baseline, sd_treated):
+    """The score's noise SD: larger once the arm's first treatment has begun."""
+    return _xp(treated).where(treated, sd_treated, sd_baseline)
+
+
+def sample_visits(key, mean, sd, missing_rate: float) -> np.ndarray:
+    """(N, K) scores: Normal(mean, sd) clipped to SCORE_RANGE, NaN where missing."""
+    k_val, k_miss = jax.random.split(key)
+    noise = np.asarray(jax.random.normal(k_val, mean.shape))
+    scores = np.clip(mean + sd * noise, *SCORE_RANGE)
+    missing = np.asarray(jax.random.bernoulli(k_miss, missing_rate, mean.shape))
+    return np.where(missing, np.nan, scores)
+
+
+def visit_log_lik(scores, recorded, mean, sd):
+    """(N, K) log-likelihood of the clinician scores; censored at the ends of SCORE_RANGE.
+
+    ``scores`` must hold a placeholder inside the range where ``recorded`` is False.
+    """
+    lo, hi = SCORE_RANGE
+    lp = dist.Normal(mean, sd).log_prob(scores)
+    lp = jnp.where(scores <= lo, log_ndtr((lo - mean) / sd), lp)
+    lp = jnp.where(scores >= hi, log_ndtr((mean - hi) / sd), lp)
+    return jnp.where(recorded, lp, 0.0)
