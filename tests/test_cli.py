@@ -178,3 +178,40 @@ def test_console_script_entry_point(tmp_path):
     assert res.returncode == 2
     res = subprocess.run([sys.executable, "-m", "plasticity_rl.cli", "configs"], capture_output=True, text=True)
     assert res.returncode == 0 and "flagship" in res.stdout and "timing_sweep" in res.stdout
+
+
+
+@pytest.fixture(scope="module")
+def tiny_sim(tmp_path_factory) -> Path:
+    """The tables of a tiny simulated trial (a run folder without fits), shared by the fit tests."""
+    root = tmp_path_factory.mktemp("tiny")
+    res = runner.invoke(app, ["simulate", str(tiny_config(root)), "-o", str(root / "sim"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    return root / "sim"
+
+
+def test_fit_fix_holds_a_parameter_and_records_it(tiny_sim, tmp_path):
+    """`fit RUN --fix kappa=0.05` (through the SVI path, which is the quick one): no kappa draws."""
+    import arviz as az
+
+    folder = tmp_path / "fit"
+    res = runner.invoke(app, ["fit", str(tiny_sim), "--method", "svi", "--fix", "kappa=0.05", "-o", str(folder),
+                              "--quiet"])
+    assert res.exit_code == 0, res.output
+    idata = az.from_netcdf(str(folder / "posterior.nc"))
+    assert "kappa" not in idata.posterior and "epsilon" in idata.posterior
+    assert json.loads(idata.posterior.attrs["fixed"]) == {"kappa": 0.05}
+    assert json.loads((folder / "diagnostics.json").read_text())["fixed"] == {"kappa": 0.05}
+    summary = pd.read_csv(folder / "summary.csv", index_col=0)
+    assert "mu_A" in summary.index and "kappa" not in summary.index
+
+
+@pytest.mark.parametrize(
+    ("fix", "message"),
+    [("kapa=0.05", "fixed 'kapa': not a parameter of 'schema'"), ("kappa=2", "kappa"), ("kappa", "NAME=VALUE")],
+)
+def test_fit_fix_rejects_bad_values_with_exit_2(tiny_sim, tmp_path, fix, message):
+    res = runner.invoke(app, ["fit", str(tiny_sim), "--fix", fix, "-o", str(tmp_path / "fit")])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert not (tmp_path / "fit").exists()

@@ -237,7 +237,7 @@ def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: R
     Why. After sampling, a fit folder takes ~10-20 s to finish (posterior.nc, the integrated LOO,
     diagnostics, figures), much of it on one core (Python, tracing, XLA compiling); the next
     fit's start (ADVI, compiling its sampler) is also mostly on one core, so the two together
-    keep both cores busy (benchmarks/README.md, attempt 55). One writer thread: folders are
+    keep both cores busy (benchmarks/README.md). One writer thread: folders are
     finished in order, never two at once (matplotlib's settings are global). The fits
     themselves run here, one after the other, exactly as before: same programs, same draws.
     """
@@ -567,7 +567,7 @@ def enable_compilation_cache() -> None:
         # Every program, however small: the simulator and the analyses run ~170 small eager
         # programs (10-170 ms of compiling each), which JAX's default 1 s threshold (and our old
         # 0.2 s) compiled afresh in every run; loading them is faster (flagship simulate stage
-        # 3.1 -> 1.0 s; benchmarks/README.md, attempt 48).
+        # 3.1 -> 1.0 s; benchmarks/README.md).
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 

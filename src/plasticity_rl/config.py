@@ -59,7 +59,7 @@ class Experiment(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=80)
     seed: int = Field(ge=0, lt=2**32)
     days: int = Field(default=56, ge=1, le=3650)
-    # One everyday experience every waking two hours (DESIGN 1).
+    # One everyday experience every waking two hours.
     steps_per_day: int = Field(default=8, ge=1, le=96)
     patients_per_arm: int = Field(default=40, ge=1, le=1_000_000)
     description: str = ""

@@ -1,4 +1,4 @@
-"""The plasticity window: dose kernel K, saturation g, the acute gate, and alpha_j (DESIGN 1.1).
+"""The plasticity window: dose kernel K, saturation g, the acute gate, and alpha_j.
 
 Pure ``jax.numpy`` functions of time (hours) and parameters, so the simulator and the
 likelihood compute the window the same way and kernel time constants can be fitted.
@@ -95,7 +95,7 @@ def dissociation(tau_h, infusion_hours, half_life_hours, gone_by_hours):
     """The dissociative part of the drug state: the plasma profile above its level at
     ``gone_by_hours`` after the start of the infusion, rescaled to peak 1 at the end of it.
 
-    DESIGN 1.1 asks for both a plasma-like profile (elimination half-life ~2.75 h) and
+    The drug state needs both a plasma-like profile (elimination half-life ~2.75 h) and
     dissociation that peaks at 40 min and is gone by ~2 h; plasma alone is still at 0.7 of its
     peak at 2 h. Dissociation as plasma above a threshold satisfies both.
     """
@@ -123,7 +123,7 @@ ALPHA_MAX = 1.0 - 1e-6
 def learning_rate(logit_alpha0, boost, g_k, gate):
     """alpha_j = (1 - gate_j) sigmoid(logit alpha0 + A g(k_j)).
 
-    DESIGN writes the gate inside g(k (1 - gate)), which only returns alpha to alpha0 while
+    A gate inside the saturation, g(k (1 - gate)), would only return alpha to alpha0 while
     dissociated (K is ~0 then anyway, so that gate would do almost nothing). Scaling alpha
     itself implements the stated intent: no learning is written while dissociated.
     """

@@ -96,6 +96,7 @@ def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings
     import time
 
     from plasticity_rl.inference import diagnose
+    from plasticity_rl.inference.diagnostics import group_parameters
 
     t0 = time.perf_counter()
     if not out.is_dir():
@@ -109,8 +110,10 @@ def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings
         marginal_loo_data(idata, tabs, cfg, variant, seed=settings.seed).to_netcdf(str(out / "loo_marginal.nc"))
         marginal_seconds = round(time.perf_counter() - t1, 3)
     diag = diagnose(idata)
-    names = [n for n in diag.table.index]
-    az.summary(idata, var_names=names, hdi_prob=0.94).to_csv(out / "summary.csv")
+    # An SVI fit has no chains to diagnose: its summary is the approximate posterior's statistics.
+    svi = settings.method == "svi"
+    az.summary(idata, var_names=group_parameters(idata), hdi_prob=0.94, kind="stats" if svi else "all").to_csv(
+        out / "summary.csv")
     diag_json = {
         "variant": variant, "method": settings.method, "passed": bool(diag.passed),
         "fixed": json.loads(idata.posterior.attrs.get("fixed", "{}")),

@@ -103,7 +103,7 @@ def group_block(sites) -> tuple[str, ...]:
     those ridges. Adapting their full covariance costs a 13 x 13 matrix; the per-patient z-scores
     (hundreds, nearly independent a posteriori under the non-centred parameterisation) stay
     diagonal. Measured at flagship size, 4 x (500 + 1000), same data and seed
-    (benchmarks/README.md, attempt 34): leapfrogs per draw 31.0 -> 23.2 (schema) and 39.9 -> 31.0
+    (benchmarks/README.md): leapfrogs per draw 31.0 -> 23.2 (schema) and 39.9 -> 31.0
     (schema_ungated); ESS per gradient +14 % and +72 %.
     """
     return tuple(sorted(name for name in sites if not name.startswith("z_")))

@@ -3,7 +3,7 @@
 Why. NUTS's warm-up begins with a unit mass matrix at the prior centres. In the flagship fit the
 unconstrained posterior scales run from 0.02 (logit kappa) to 1.2 (the z-scores), so the first
 adaptation windows need trees of depth 8-9: the first 100 warm-up iterations took 139 s, about
-as long as the 1,000 draws after them (benchmarks/README.md, attempt 28). Starting from the
+as long as the 1,000 draws after them (benchmarks/README.md). Starting from the
 approximate posterior, with its variances as the initial (diagonal) inverse mass matrix, the same
 100 iterations took 22 s (both figures include the ~12 s compile). The adaptation replaces that
 matrix with its own estimate after its first window, as usual, so the sampler and its

@@ -13,7 +13,7 @@ The flag only acts if it is in ``XLA_FLAGS`` before the first computation, so th
 it on import and warns when JAX was already running (then set it yourself, or import
 plasticity_rl first). ``tests/test_xla_guard.py`` checks the computation that exposed the bug.
 
-The guard has a price, measured at flagship size (benchmarks/README.md, attempt 41): with ynn
+The guard has a price, measured at flagship size (benchmarks/README.md): with ynn
 fusion on, a NUTS leapfrog of the four parallel chains takes 1.26 ms instead of 1.62 ms - but
 the potential's gradient then differs from the guarded one by 2e-4 of its sum, far beyond
 float32 rounding (1e-7). Whether a jaxlib with the bug fixed keeps that speed is for a
@@ -112,7 +112,7 @@ def disable_ynn_fusion() -> bool:
 # The fit's programs (ADVI, NUTS's init and advance, the derived curves, the integrated LOO) are
 # compiled with XLA:CPU's older elemental emitters instead of its MLIR "fusion emitters". Why:
 # compiling is a fifth of the first flagship run (~35 s of ~210), and these programs compile
-# ~25 % faster that way while running as fast (benchmarks/README.md, attempt 53: a pmapped loop
+# ~25 % faster that way while running as fast (benchmarks/README.md: a pmapped loop
 # of the flagship gradient compiles in 1.7-1.9 s instead of 2.4-2.6 s and runs at 1.21-1.36 ms
 # per 4 gradients against 1.24-1.36; the gradient is as close to a float64 evaluation as with
 # the default, 1.9e-4 against 2.2e-4 of its norm). Scoped to these programs, not set in

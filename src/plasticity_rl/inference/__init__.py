@@ -1,4 +1,4 @@
-"""Hierarchical Bayesian inference for the belief variants (DESIGN 2).
+"""Hierarchical Bayesian inference for the belief variants.
 
 The likelihood calls :func:`plasticity_rl.models.run_beliefs`, the recurrence the simulator runs.
 

@@ -1,4 +1,4 @@
-"""Trust before use: convergence diagnostics that gate a fit (DESIGN 2).
+"""Trust before use: convergence diagnostics that gate a fit.
 
 Per group-level parameter (every posterior variable with no dimension besides chain and
 draw: ``mu_*``, ``tau_*``, kappa, epsilon, omega, alpha_T, phi, sigma_*): split R-hat, bulk and

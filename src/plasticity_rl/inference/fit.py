@@ -236,16 +236,18 @@ def _progress_callback(progress, chains: int):
         return progress
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from rich.progress import Progress  # the package's one progress mechanism (the CLI's too)
 
-    bar = {}
+    bar: dict = {}
 
     def update(done, total):
-        if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=f"NUTS, {chains} parallel chains", unit="it")
-        bar["bar"].update(done - bar["bar"].n)
+        if "progress" not in bar:
+            bar["progress"] = Progress(transient=False)
+            bar["task"] = bar["progress"].add_task(f"NUTS, {chains} parallel chains", total=total)
+            bar["progress"].start()
+        bar["progress"].update(bar["task"], completed=done)
         if done >= total:
-            bar["bar"].close()
+            bar["progress"].stop()
 
     return update
 

@@ -128,9 +128,9 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
         log_prior = prior.log_prob(theta)  # (M, N)
         log_q = jnp.logaddexp(math.log1p(-n_pop / M) + student.log_prob(theta), math.log(n_pop / M) + log_prior)
         # 64 proposals at a time (a 6,400-wide recurrence at flagship size): 35.3 ms per draw of the
-        # flagship's group parameters, against 38.2 with 16 at a time and 36.6 with 128 (attempt 40)
+        # flagship's group parameters, against 38.2 with 16 at a time and 36.6 with 128
         # Only evaluated: the session maps looked up per step, not written out 64 times over
-        # (that layout is for gradients; here it cost the flagship's LOO ~3 s, attempt 52).
+        # (that layout is for gradients; here it cost the flagship's LOO ~3 s).
         ll = jax.lax.map(partial(log_lik, dense_session_maps=False), theta, batch_size=min(M, IS_BATCH))  # (M, N)
         lw = jnp.where(jnp.isfinite(ll), ll + log_prior - log_q, -jnp.inf)
         lse = jax.scipy.special.logsumexp(lw, axis=0)
@@ -152,7 +152,7 @@ def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, the
 
     The draws are independent and share the common random numbers (one ``key``), so the split
     changes nothing but the wall time: with the CLI's host devices a 2-core machine runs two
-    draws at once (the flagship's integrated LOO: 26 s -> 16 s, benchmarks/README.md, attempt 32).
+    draws at once (the flagship's integrated LOO: 26 s -> 16 s, benchmarks/README.md).
     """
     D = device_split(theta_fit.shape[0])
     if D < 2:

@@ -107,7 +107,7 @@ def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, 
     everyday: (..., T) outcomes in {0, 1} (any dtype); corrective: (..., T, n_max) corrective
     outcomes, of which the first ``n_corr[..., j]`` are delivered at step j (0: no session, or a
     missed one); parameters in ``p`` have shape ``...`` (or are scalars).
-    Within a step the session comes first, then the everyday event (DESIGN 1.2).
+    Within a step the session comes first, then the everyday event.
 
     Sessions are rare (8 of 448 steps in the flagship trial), and a session with n = 0 leaves
     beliefs exactly unchanged. There are two ways to skip the other steps:
@@ -208,7 +208,7 @@ def per_step_maps(maps: SessionMap, steps, shape) -> SessionMap:
     gathers (T x N)-element arrays slowly, and the reverse pass of a gather is a scatter-add of
     T x N elements, where this one reads back only the K session rows. Measured at flagship
     size, with :func:`_sum_over_steps`: the 4 chains' gradients on the CLI's 4 host devices
-    1.37-1.47 -> 1.14-1.21 ms (benchmarks/README.md, attempt 52).
+    1.37-1.47 -> 1.14-1.21 ms (benchmarks/README.md).
     """
     return SessionMap(*(jnp.full(shape, fill, a.dtype).at[steps].set(a) for fill, a in zip(_IDENTITY, maps)))
 

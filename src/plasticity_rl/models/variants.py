@@ -67,10 +67,10 @@ def rw_asym_session(s: Beliefs, cs, n, r, p) -> Beliefs:
 def relax_toward_schema(V, S, kappa):
     """(1 - kappa) V + kappa S: after learning from the outcome, V relaxes toward the schema.
 
-    DESIGN 1.2 writes V + alpha (o - V) + kappa (S - V), which leaves (0, 1) once alpha + kappa > 1
+    The additive form V + alpha (o - V) + kappa (S - V) leaves (0, 1) once alpha + kappa > 1
     (both allowed by the config). Learning first, then relaxing, is a convex combination for any
-    alpha, kappa in [0, 1]; it differs from the DESIGN form by kappa alpha (o - V), about 1e-4 per
-    step at the defaults.
+    alpha, kappa in [0, 1]; it differs from the additive form by kappa alpha (o - V), about 1e-4
+    per step at the defaults.
     """
     return (1.0 - kappa) * V + kappa * S
 

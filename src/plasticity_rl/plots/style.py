@@ -6,7 +6,7 @@
   ``viridis`` map in config order, with a ``no_therapy`` reference arm kept black.
 - Fonts: sized for a projector (14 pt text, 16 pt titles) on a 10 x 6 inch canvas.
 - The plasticity window is always shaded by :func:`shade_window` the same way: the time steps
-  where the plasticity drive ``g(k_j)`` (the saturated dose kernel, DESIGN 1.1) of the plotted
+  where the plasticity drive ``g(k_j)`` (the saturated dose kernel) of the plotted
   arms (their pointwise maximum) is at least :data:`WINDOW_FRACTION` (one half) of its peak.
   The drive is set by the dose schedule alone, identical for every patient of an arm; a
   patient's boost ``A_i g(k_j)`` scales it, so the half-maximum span is the same for the whole
