@@ -65,8 +65,21 @@ SIZES = {"small": (20, 28), "medium": (100, 56), "large": (400, 56)}  # patients
 ENGINES = ("plasticity_rl", "stan", "nutpie", "pymc")
 PEERS = ("stan", "nutpie", "pymc")
 PATIENT_PARAMS = ("logit_alpha0", "A", "logit_S0")
-GROUP = ("mu_logit_alpha0", "mu_A", "mu_logit_S0", "tau_logit_alpha0", "tau_A", "tau_logit_S0",
-         "kappa", "epsilon", "omega", "phi", "sigma_baseline", "sigma_treated", "tau_k_hours")
+GROUP = (
+    "mu_logit_alpha0",
+    "mu_A",
+    "mu_logit_S0",
+    "tau_logit_alpha0",
+    "tau_A",
+    "tau_logit_S0",
+    "kappa",
+    "epsilon",
+    "omega",
+    "phi",
+    "sigma_baseline",
+    "sigma_treated",
+    "tau_k_hours",
+)
 CHECK_RTOL = 1e-6
 AGREE_Z = 4.0
 
@@ -104,23 +117,34 @@ def unconstrained_layout(n: int) -> list[tuple[str, int, str]]:
     out = []
     for p in PATIENT_PARAMS:
         out += [(f"mu_{p}", 1, "identity"), (f"tau_{p}", 1, "log"), (f"z_{p}", n, "identity")]
-    out += [("kappa", 1, "logit"), ("epsilon", 1, "logit"), ("omega", 1, "logit"),
-            ("phi", 1, "log"), ("sigma_baseline", 1, "log"), ("sigma_treated", 1, "log"),
-            ("tau_k_hours", 1, "log")]
+    out += [
+        ("kappa", 1, "logit"),
+        ("epsilon", 1, "logit"),
+        ("omega", 1, "logit"),
+        ("phi", 1, "log"),
+        ("sigma_baseline", 1, "log"),
+        ("sigma_treated", 1, "log"),
+        ("tau_k_hours", 1, "log"),
+    ]
     return out
 
 
 def split_unconstrained(vec, n: int) -> dict[str, np.ndarray]:
     out, i = {}, 0
     for name, length, _ in unconstrained_layout(n):
-        out[name] = np.asarray(vec[i:i + length], np.float64) if length > 1 or name.startswith("z_") \
+        out[name] = (
+            np.asarray(vec[i : i + length], np.float64)
+            if length > 1 or name.startswith("z_")
             else np.float64(vec[i])
+        )
         i += length
     return out
 
 
 def unconstrain(name_transform: str, x):
-    return {"identity": lambda v: v, "log": np.log, "logit": lambda v: np.log(v / (1.0 - v))}[name_transform](x)
+    return {"identity": lambda v: v, "log": np.log, "logit": lambda v: np.log(v / (1.0 - v))}[name_transform](
+        x
+    )
 
 
 def peer_arrays(x, n_arms: int) -> dict[str, np.ndarray]:
@@ -146,18 +170,33 @@ def peer_arrays(x, n_arms: int) -> dict[str, np.ndarray]:
     offset = f64(x.visit_D) + f64(x.visit_E)  # the model subtracts D then E; same number to ~1 ulp
     treated = np.asarray(x.visit_treated, np.int64)
     return {
-        "N": np.int64(N), "T": np.int64(T), "n_arms": np.int64(n_arms), "n_max": np.int64(n_max),
+        "N": np.int64(N),
+        "T": np.int64(T),
+        "n_arms": np.int64(n_arms),
+        "n_max": np.int64(n_max),
         "arm": arm,
         "gate": f64(x.gate),
-        "t_hours": f64(x.t_hours), "dose_hours": f64(x.dose_hours), "dose_amounts": f64(x.dose_amounts),
+        "t_hours": f64(x.t_hours),
+        "dose_hours": f64(x.dose_hours),
+        "dose_amounts": f64(x.dose_amounts),
         "everyday": np.asarray(x.everyday).astype(np.int64),
-        "sess_i": sess_i.astype(np.int64), "sess_t": sess_t.astype(np.int64),
-        "sess_n": n_corr[sess_i, sess_t], "sess_c": f64(np.asarray(x.corrective)[sess_i, sess_t]),
-        "ema_i": ema_i.astype(np.int64), "ema_s": ema_step[ema_d] + 1, "ema_y": f64(x.ema)[ema_i, ema_d],
-        "vis_i": vi.astype(np.int64), "vis_s": vstep[vi, vk], "vis_y": score[vi, vk],
-        "vis_offset": offset[vi, vk], "vis_treated": treated[vi, vk],
-        "cens_i": ci.astype(np.int64), "cens_s": vstep[ci, ck], "cens_side": cens[ci, ck].astype(np.int64),
-        "cens_offset": offset[ci, ck], "cens_treated": treated[ci, ck],
+        "sess_i": sess_i.astype(np.int64),
+        "sess_t": sess_t.astype(np.int64),
+        "sess_n": n_corr[sess_i, sess_t],
+        "sess_c": f64(np.asarray(x.corrective)[sess_i, sess_t]),
+        "ema_i": ema_i.astype(np.int64),
+        "ema_s": ema_step[ema_d] + 1,
+        "ema_y": f64(x.ema)[ema_i, ema_d],
+        "vis_i": vi.astype(np.int64),
+        "vis_s": vstep[vi, vk],
+        "vis_y": score[vi, vk],
+        "vis_offset": offset[vi, vk],
+        "vis_treated": treated[vi, vk],
+        "cens_i": ci.astype(np.int64),
+        "cens_s": vstep[ci, ck],
+        "cens_side": cens[ci, ck].astype(np.int64),
+        "cens_offset": offset[ci, ck],
+        "cens_treated": treated[ci, ck],
     }
 
 
@@ -192,22 +231,40 @@ def make_data(size: str, workdir: Path) -> Path:
     logit = lambda v: math.log(v / (1.0 - v))  # noqa: E731
     init = {k: np.asarray(v).tolist() for k, v in init_values(spec, fd.n_patients).items()}
     meta = {
-        "size": size, "n_patients": fd.n_patients, "days": fd.days, "steps_per_day": fd.steps_per_day,
-        "n_steps": fd.n_steps, "arms": list(fd.arm_names),
-        "n_ema": int(peer["ema_i"].size), "n_visits": int(peer["vis_i"].size),
-        "n_censored": int(peer["cens_i"].size), "n_session_rows": int(peer["sess_i"].size),
-        "m_max": float(spec.m_max), "mu_o": float(spec.mu_o), "V0_offset": float(spec.V0_offset),
-        "eps_v": float(EPS), "alpha_max": float(ALPHA_MAX), "score_range": list(SCORE_RANGE),
-        "gamma_shape": spec.window.gamma_shape, "k_max": spec.window.saturation,
+        "size": size,
+        "n_patients": fd.n_patients,
+        "days": fd.days,
+        "steps_per_day": fd.steps_per_day,
+        "n_steps": fd.n_steps,
+        "arms": list(fd.arm_names),
+        "n_ema": int(peer["ema_i"].size),
+        "n_visits": int(peer["vis_i"].size),
+        "n_censored": int(peer["cens_i"].size),
+        "n_session_rows": int(peer["sess_i"].size),
+        "m_max": float(spec.m_max),
+        "mu_o": float(spec.mu_o),
+        "V0_offset": float(spec.V0_offset),
+        "eps_v": float(EPS),
+        "alpha_max": float(ALPHA_MAX),
+        "score_range": list(SCORE_RANGE),
+        "gamma_shape": spec.window.gamma_shape,
+        "k_max": spec.window.saturation,
         "priors": {
-            "mu_loc": [mu_loc[p] for p in PATIENT_PARAMS], "mu_sd": [MU_SD[p] for p in PATIENT_PARAMS],
-            "tau_scale": TAU_SCALE, "logit_sd": LOGIT_SD,
-            "logit_kappa_loc": logit(group_loc["kappa"]), "logit_epsilon_loc": logit(group_loc["epsilon"]),
-            "omega_a": OMEGA_BETA[0], "omega_b": OMEGA_BETA[1],
-            "log_phi_loc": math.log(pr.centre("phi")), "log_sd_phi": LOG_SD_PHI,
-            "log_sb_loc": math.log(pr.centre("sigma_baseline")), "log_st_loc": math.log(pr.centre("sigma_treated")),
+            "mu_loc": [mu_loc[p] for p in PATIENT_PARAMS],
+            "mu_sd": [MU_SD[p] for p in PATIENT_PARAMS],
+            "tau_scale": TAU_SCALE,
+            "logit_sd": LOGIT_SD,
+            "logit_kappa_loc": logit(group_loc["kappa"]),
+            "logit_epsilon_loc": logit(group_loc["epsilon"]),
+            "omega_a": OMEGA_BETA[0],
+            "omega_b": OMEGA_BETA[1],
+            "log_phi_loc": math.log(pr.centre("phi")),
+            "log_sd_phi": LOG_SD_PHI,
+            "log_sb_loc": math.log(pr.centre("sigma_baseline")),
+            "log_st_loc": math.log(pr.centre("sigma_treated")),
             "log_sd_sigma": LOG_SD_SIGMA,
-            "log_tau_k_loc": math.log(spec.window.tau_k_hours), "log_sd_window": LOG_SD_WINDOW,
+            "log_tau_k_loc": math.log(spec.window.tau_k_hours),
+            "log_sd_window": LOG_SD_WINDOW,
         },
         "init": init,
         "config_source": "plasticity_rl bundled flagship.yaml",
@@ -230,38 +287,68 @@ def stan_data(peer: dict, meta: dict) -> dict:
     sess_id[peer["sess_i"], peer["sess_t"]] = np.arange(1, peer["sess_i"].size + 1)
     lo, hi = meta["score_range"]
     return {
-        "N": N, "T": T, "n_arms": int(peer["n_arms"]), "n_max": int(peer["n_max"]),
-        "arm": (peer["arm"] + 1).tolist(), "gate": peer["gate"].tolist(),
-        "n_dose": int(peer["dose_hours"].shape[1]), "t_hours": peer["t_hours"].tolist(),
-        "dose_hours": peer["dose_hours"].tolist(), "dose_amounts": peer["dose_amounts"].tolist(),
-        "gamma_shape": meta["gamma_shape"], "k_max": meta["k_max"],
+        "N": N,
+        "T": T,
+        "n_arms": int(peer["n_arms"]),
+        "n_max": int(peer["n_max"]),
+        "arm": (peer["arm"] + 1).tolist(),
+        "gate": peer["gate"].tolist(),
+        "n_dose": int(peer["dose_hours"].shape[1]),
+        "t_hours": peer["t_hours"].tolist(),
+        "dose_hours": peer["dose_hours"].tolist(),
+        "dose_amounts": peer["dose_amounts"].tolist(),
+        "gamma_shape": meta["gamma_shape"],
+        "k_max": meta["k_max"],
         "everyday": peer["everyday"].tolist(),
-        "n_sess": int(peer["sess_i"].size), "sess_id": sess_id.tolist(), "sess_n": peer["sess_n"].tolist(),
+        "n_sess": int(peer["sess_i"].size),
+        "sess_id": sess_id.tolist(),
+        "sess_n": peer["sess_n"].tolist(),
         "sess_c": peer["sess_c"].reshape(-1, int(peer["n_max"])).tolist(),
-        "n_ema": int(peer["ema_i"].size), "ema_i": (peer["ema_i"] + 1).tolist(),
-        "ema_s": (peer["ema_s"] + 1).tolist(), "ema_y": peer["ema_y"].tolist(),
-        "n_vis": int(peer["vis_i"].size), "vis_i": (peer["vis_i"] + 1).tolist(),
-        "vis_s": (peer["vis_s"] + 1).tolist(), "vis_y": peer["vis_y"].tolist(),
-        "vis_offset": peer["vis_offset"].tolist(), "vis_treated": peer["vis_treated"].tolist(),
-        "n_cens": int(peer["cens_i"].size), "cens_i": (peer["cens_i"] + 1).tolist(),
-        "cens_s": (peer["cens_s"] + 1).tolist(), "cens_side": peer["cens_side"].tolist(),
-        "cens_offset": peer["cens_offset"].tolist(), "cens_treated": peer["cens_treated"].tolist(),
-        "score_lo": float(lo), "score_hi": float(hi),
-        "m_max": meta["m_max"], "mu_o": meta["mu_o"], "V0_offset": meta["V0_offset"],
-        "mu_loc": pr["mu_loc"], "mu_sd": pr["mu_sd"], "tau_scale": pr["tau_scale"],
-        "logit_kappa_loc": pr["logit_kappa_loc"], "logit_epsilon_loc": pr["logit_epsilon_loc"],
-        "logit_sd": pr["logit_sd"], "omega_a": pr["omega_a"], "omega_b": pr["omega_b"],
-        "log_phi_loc": pr["log_phi_loc"], "log_sd_phi": pr["log_sd_phi"],
-        "log_sb_loc": pr["log_sb_loc"], "log_st_loc": pr["log_st_loc"], "log_sd_sigma": pr["log_sd_sigma"],
-        "log_tau_k_loc": pr["log_tau_k_loc"], "log_sd_window": pr["log_sd_window"],
-        "eps_v": meta["eps_v"], "alpha_max": meta["alpha_max"],
+        "n_ema": int(peer["ema_i"].size),
+        "ema_i": (peer["ema_i"] + 1).tolist(),
+        "ema_s": (peer["ema_s"] + 1).tolist(),
+        "ema_y": peer["ema_y"].tolist(),
+        "n_vis": int(peer["vis_i"].size),
+        "vis_i": (peer["vis_i"] + 1).tolist(),
+        "vis_s": (peer["vis_s"] + 1).tolist(),
+        "vis_y": peer["vis_y"].tolist(),
+        "vis_offset": peer["vis_offset"].tolist(),
+        "vis_treated": peer["vis_treated"].tolist(),
+        "n_cens": int(peer["cens_i"].size),
+        "cens_i": (peer["cens_i"] + 1).tolist(),
+        "cens_s": (peer["cens_s"] + 1).tolist(),
+        "cens_side": peer["cens_side"].tolist(),
+        "cens_offset": peer["cens_offset"].tolist(),
+        "cens_treated": peer["cens_treated"].tolist(),
+        "score_lo": float(lo),
+        "score_hi": float(hi),
+        "m_max": meta["m_max"],
+        "mu_o": meta["mu_o"],
+        "V0_offset": meta["V0_offset"],
+        "mu_loc": pr["mu_loc"],
+        "mu_sd": pr["mu_sd"],
+        "tau_scale": pr["tau_scale"],
+        "logit_kappa_loc": pr["logit_kappa_loc"],
+        "logit_epsilon_loc": pr["logit_epsilon_loc"],
+        "logit_sd": pr["logit_sd"],
+        "omega_a": pr["omega_a"],
+        "omega_b": pr["omega_b"],
+        "log_phi_loc": pr["log_phi_loc"],
+        "log_sd_phi": pr["log_sd_phi"],
+        "log_sb_loc": pr["log_sb_loc"],
+        "log_st_loc": pr["log_st_loc"],
+        "log_sd_sigma": pr["log_sd_sigma"],
+        "log_tau_k_loc": pr["log_tau_k_loc"],
+        "log_sd_window": pr["log_sd_window"],
+        "eps_v": meta["eps_v"],
+        "alpha_max": meta["alpha_max"],
     }
 
 
 def init_unconstrained(meta: dict) -> np.ndarray:
     n = meta["n_patients"]
     parts = []
-    for name, length, tr in unconstrained_layout(n):
+    for name, _length, tr in unconstrained_layout(n):
         parts.append(np.atleast_1d(unconstrain(tr, np.asarray(meta["init"][name], np.float64))))
     return np.concatenate(parts)
 
@@ -296,9 +383,11 @@ def summarise(draws: dict[str, np.ndarray]) -> dict:
     for name in GROUP:
         a = np.asarray(draws[name], np.float64)
         out[name] = {
-            "mean": float(a.mean()), "sd": float(a.std(ddof=1)),
+            "mean": float(a.mean()),
+            "sd": float(a.std(ddof=1)),
             "mcse_mean": _scalar(az.mcse(a, method="mean")),
-            "ess_bulk": _scalar(az.ess(a, method="bulk")), "ess_tail": _scalar(az.ess(a, method="tail")),
+            "ess_bulk": _scalar(az.ess(a, method="bulk")),
+            "ess_tail": _scalar(az.ess(a, method="tail")),
             "r_hat": _scalar(az.rhat(a)),
         }
     return out
@@ -308,8 +397,20 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("plasticity-rl", "jax", "jaxlib", "numpyro", "numpy", "arviz", "pystan", "httpstan", "pymc",
-                "pytensor", "nutpie", "numba"):
+    for pkg in (
+        "plasticity-rl",
+        "jax",
+        "jaxlib",
+        "numpyro",
+        "numpy",
+        "arviz",
+        "pystan",
+        "httpstan",
+        "pymc",
+        "pytensor",
+        "nutpie",
+        "numba",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -328,8 +429,11 @@ def worker_plasticity_rl(folder: Path, a) -> dict:
     import jax.monitoring as monitoring
 
     compile_events = []
-    names = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-             "/jax/core/compile/backend_compile_duration")
+    names = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
 
     def listen(event, duration, **kw):
         if event in names:
@@ -354,10 +458,14 @@ def worker_plasticity_rl(folder: Path, a) -> dict:
     draws = {n: post[n].values for n in GROUP}
     save_draws(folder, "plasticity_rl", draws)
     return {
-        "compile_s": compile_s, "sampling_s": mcmc_s - compile_s, "mcmc_run_s": mcmc_s,
+        "compile_s": compile_s,
+        "sampling_s": mcmc_s - compile_s,
+        "mcmc_run_s": mcmc_s,
         "divergences": int(idata.sample_stats["diverging"].values.sum()),
-        "summary": summarise(draws), "chain_method": post.attrs.get("chain_method"),
-        "devices": jax.local_device_count(), "dtype": "float32",
+        "summary": summarise(draws),
+        "chain_method": post.attrs.get("chain_method"),
+        "devices": jax.local_device_count(),
+        "dtype": "float32",
     }
 
 
@@ -372,8 +480,9 @@ def worker_stan(folder: Path, a) -> dict:
     compile_s = time.perf_counter() - t0
     init = {k: v for k, v in meta["init"].items()}
     t1 = time.perf_counter()
-    fit = posterior.sample(num_chains=a.chains, num_warmup=a.warmup, num_samples=a.draws,
-                           init=[init] * a.chains)
+    fit = posterior.sample(
+        num_chains=a.chains, num_warmup=a.warmup, num_samples=a.draws, init=[init] * a.chains
+    )
     sampling_s = time.perf_counter() - t1
     # fit[name]: (..., draws * chains), chains one after another
     # fit[name] of a scalar: (1, draws * chains), draw-major with the chain index fastest
@@ -381,8 +490,13 @@ def worker_stan(folder: Path, a) -> dict:
     draws = {n: np.asarray(fit[n]).reshape(a.draws, a.chains).T for n in GROUP}
     save_draws(folder, "stan", draws)
     div = int(np.asarray(fit["divergent__"]).sum())
-    return {"compile_s": compile_s, "sampling_s": sampling_s, "divergences": div,
-            "summary": summarise(draws), "dtype": "float64"}
+    return {
+        "compile_s": compile_s,
+        "sampling_s": sampling_s,
+        "divergences": div,
+        "summary": summarise(draws),
+        "dtype": "float64",
+    }
 
 
 def _pymc_model(folder: Path):
@@ -401,8 +515,15 @@ def worker_nutpie(folder: Path, a) -> dict:
     compiled = nutpie.compile_pymc_model(model)
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    trace = nutpie.sample(compiled, draws=a.draws, tune=a.warmup, chains=a.chains, cores=a.cores,
-                          seed=a.seed, progress_bar=False)
+    trace = nutpie.sample(
+        compiled,
+        draws=a.draws,
+        tune=a.warmup,
+        chains=a.chains,
+        cores=a.cores,
+        seed=a.seed,
+        progress_bar=False,
+    )
     sampling_s = time.perf_counter() - t1
     return _pymc_trace_result(folder, "nutpie", trace, compile_s, sampling_s, backend="numba")
 
@@ -418,19 +539,34 @@ def worker_pymc(folder: Path, a) -> dict:
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     with model:
-        trace = pm.sample(draws=a.draws, tune=a.warmup, chains=a.chains, cores=a.cores, random_seed=a.seed,
-                          progressbar=False, compute_convergence_checks=False)
+        trace = pm.sample(
+            draws=a.draws,
+            tune=a.warmup,
+            chains=a.chains,
+            cores=a.cores,
+            random_seed=a.seed,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
     sampling_s = time.perf_counter() - t1
     return _pymc_trace_result(folder, "pymc", trace, compile_s, sampling_s, backend="C")
 
 
-def _pymc_trace_result(folder: Path, engine: str, trace, compile_s: float, sampling_s: float, backend: str) -> dict:
+def _pymc_trace_result(
+    folder: Path, engine: str, trace, compile_s: float, sampling_s: float, backend: str
+) -> dict:
     """Save an ArviZ trace's group draws and return the worker's record (nutpie and PyMC)."""
     draws = {n: trace.posterior[n].values for n in GROUP}
     save_draws(folder, engine, draws)
     div = int(trace.sample_stats["diverging"].values.sum())
-    return {"compile_s": compile_s, "sampling_s": sampling_s, "divergences": div,
-            "summary": summarise(draws), "dtype": "float64", "backend": backend}
+    return {
+        "compile_s": compile_s,
+        "sampling_s": sampling_s,
+        "divergences": div,
+        "summary": summarise(draws),
+        "dtype": "float64",
+        "backend": backend,
+    }
 
 
 # ----------------------------------------------------------------------------- check workers
@@ -444,7 +580,6 @@ def check_numpyro(folder: Path, x64: bool) -> dict:
     from numpyro.infer.util import potential_energy
 
     from plasticity_rl.inference.model import build
-
     from plasticity_rl.inference.prepare import ModelInputs
 
     # The model (priors, constants) comes from the config; the data from inputs.npz: simulating
@@ -459,7 +594,7 @@ def check_numpyro(folder: Path, x64: bool) -> dict:
     def neg_pe(vec):
         parts, i = {}, 0
         for name, length, _ in unconstrained_layout(n):
-            parts[name] = vec[i:i + length] if name.startswith("z_") else vec[i]
+            parts[name] = vec[i : i + length] if name.startswith("z_") else vec[i]
             i += length
         return -potential_energy(model, (x,), {}, parts)
 
@@ -475,11 +610,17 @@ def check_stan(folder: Path) -> dict:
     import stan
 
     peer, meta = load(folder)
-    posterior = stan.build((HERE / "peers" / "schema.stan").read_text(), data=stan_data(peer, meta), random_seed=1)
+    posterior = stan.build(
+        (HERE / "peers" / "schema.stan").read_text(), data=stan_data(peer, meta), random_seed=1
+    )
     out = []
     for p in check_points(meta):
-        out.append({"logp": float(posterior.log_prob(p.tolist(), adjust_transform=True)),
-                    "grad": list(map(float, posterior.grad_log_prob(p.tolist())))})
+        out.append(
+            {
+                "logp": float(posterior.log_prob(p.tolist(), adjust_transform=True)),
+                "grad": list(map(float, posterior.grad_log_prob(p.tolist()))),
+            }
+        )
     return {"points": out}
 
 
@@ -502,7 +643,7 @@ def check_pymc(folder: Path, mode: str | None) -> dict:
         i = 0
         for vv in model.value_vars:
             size = int(np.asarray(point[vv.name]).size)
-            by_name[vv.name] = np.asarray(g[i:i + size])
+            by_name[vv.name] = np.asarray(g[i : i + size])
             i += size
         grad = np.concatenate([np.atleast_1d(by_name[value_name[k]]) for k, _, _ in unconstrained_layout(n)])
         out.append({"logp": float(logp(point)), "grad": grad.tolist()})
@@ -512,7 +653,9 @@ def check_pymc(folder: Path, mode: str | None) -> dict:
 # ----------------------------------------------------------------------------- running subprocesses
 
 
-def run_subprocess(cmd: list[str], log: Path, env: dict | None, timeout: float) -> tuple[int, float, float, float]:
+def run_subprocess(
+    cmd: list[str], log: Path, env: dict | None, timeout: float
+) -> tuple[int, float, float, float]:
     """Run ``cmd``; returns (exit code, wall s, peak RSS MB of the largest process from wait4's
     rusage, peak summed RSS MB of the whole process tree, sampled every 0.5 s)."""
     import psutil
@@ -561,19 +704,51 @@ def fit_engine(engine: str, size: str, folder: Path, a) -> dict:
     out = folder / f"fit-{engine}.json"
     if out.exists():
         out.unlink()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine, "--workdir", str(a.workdir),
-           "--sizes", size, "--chains", str(a.chains), "--warmup", str(a.warmup), "--draws", str(a.draws),
-           "--cores", str(a.cores), "--seed", str(a.seed)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        engine,
+        "--workdir",
+        str(a.workdir),
+        "--sizes",
+        size,
+        "--chains",
+        str(a.chains),
+        "--warmup",
+        str(a.warmup),
+        "--draws",
+        str(a.draws),
+        "--cores",
+        str(a.cores),
+        "--seed",
+        str(a.seed),
+    ]
     load0 = loadavg()
-    print(f"[{time.strftime('%H:%M:%S')}] {engine} {size}: fitting ({a.chains} chains x {a.warmup} + {a.draws}), "
-          f"load {load0}", flush=True)
-    code, wall, maxrss, tree = run_subprocess(cmd, folder / f"fit-{engine}.log", engine_env(engine, cache), a.timeout)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {engine} {size}: fitting ({a.chains} chains x {a.warmup} + {a.draws}), "
+        f"load {load0}",
+        flush=True,
+    )
+    code, wall, maxrss, tree = run_subprocess(
+        cmd, folder / f"fit-{engine}.log", engine_env(engine, cache), a.timeout
+    )
     shutil.rmtree(cache, ignore_errors=True)
-    rec = {"engine": engine, "size": size, "chains": a.chains, "warmup": a.warmup, "draws": a.draws,
-           "wall_s": round(wall, 1), "peak_mem_mb": round(maxrss, 1), "tree_peak_mem_mb": round(tree, 1),
-           "load_before": load0, "load_after": loadavg(), "exit_code": code,
-           "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "window": "fitted"}  # tau_k sampled; records without this key held it fixed
+    rec = {
+        "engine": engine,
+        "size": size,
+        "chains": a.chains,
+        "warmup": a.warmup,
+        "draws": a.draws,
+        "wall_s": round(wall, 1),
+        "peak_mem_mb": round(maxrss, 1),
+        "tree_peak_mem_mb": round(tree, 1),
+        "load_before": load0,
+        "load_after": loadavg(),
+        "exit_code": code,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "window": "fitted",
+    }  # tau_k sampled; records without this key held it fixed
     if code != 0 or not out.exists():
         if wall > a.timeout:
             rec["status"] = f"timeout after {wall / 60:.0f} min"
@@ -586,9 +761,12 @@ def fit_engine(engine: str, size: str, folder: Path, a) -> dict:
     res = json.loads(out.read_text())
     rec.update(res)
     rec["status"] = "ok"
-    print(f"    {engine} {size}: compile {res['compile_s']:.1f} s, sampling {res['sampling_s']:.1f} s, "
-          f"min bulk ESS {min(s['ess_bulk'] for s in res['summary'].values()):.0f}, "
-          f"divergences {res['divergences']}, peak {maxrss:.0f} MB", flush=True)
+    print(
+        f"    {engine} {size}: compile {res['compile_s']:.1f} s, sampling {res['sampling_s']:.1f} s, "
+        f"min bulk ESS {min(s['ess_bulk'] for s in res['summary'].values()):.0f}, "
+        f"divergences {res['divergences']}, peak {maxrss:.0f} MB",
+        flush=True,
+    )
     return rec
 
 
@@ -598,7 +776,9 @@ def fit_engine(engine: str, size: str, folder: Path, a) -> dict:
 def agreement(rec: dict, ref: dict) -> tuple[bool, list[str]]:
     bad = []
     for name in GROUP:
-        if name not in rec["summary"] or name not in ref["summary"]:  # a record of the older, fixed-window model
+        if (
+            name not in rec["summary"] or name not in ref["summary"]
+        ):  # a record of the older, fixed-window model
             bad.append(f"{name}: not in both fits (one is of the fixed-window model)")
             continue
         s, r = rec["summary"][name], ref["summary"][name]
@@ -614,19 +794,49 @@ def record(rec: dict) -> dict:
     if rec.get("status") == "ok":
         summ = rec["summary"]
         bulk = min(s["ess_bulk"] for s in summ.values())
-        out.update({
-            "compile_s": round(rec["compile_s"], 2), "sampling_s": round(rec["sampling_s"], 2),
-            "min_bulk_ess": round(bulk, 1), "min_tail_ess": round(min(s["ess_tail"] for s in summ.values()), 1),
-            "ess_per_s": round(bulk / rec["sampling_s"], 4), "divergences": rec["divergences"],
-            "max_rhat": round(max(s["r_hat"] for s in summ.values()), 4),
-        })
+        out.update(
+            {
+                "compile_s": round(rec["compile_s"], 2),
+                "sampling_s": round(rec["sampling_s"], 2),
+                "min_bulk_ess": round(bulk, 1),
+                "min_tail_ess": round(min(s["ess_tail"] for s in summ.values()), 1),
+                "ess_per_s": round(bulk / rec["sampling_s"], 4),
+                "divergences": rec["divergences"],
+                "max_rhat": round(max(s["r_hat"] for s in summ.values()), 4),
+            }
+        )
     else:
-        out.update({k: None for k in ("compile_s", "sampling_s", "min_bulk_ess", "min_tail_ess", "ess_per_s",
-                                      "divergences", "max_rhat")})
+        out.update(
+            {
+                k: None
+                for k in (
+                    "compile_s",
+                    "sampling_s",
+                    "min_bulk_ess",
+                    "min_tail_ess",
+                    "ess_per_s",
+                    "divergences",
+                    "max_rhat",
+                )
+            }
+        )
     out["peak_mem_mb"] = rec.get("peak_mem_mb")
     out["agrees"] = rec.get("agrees")
-    for k in ("status", "disagreements", "tree_peak_mem_mb", "chains", "warmup", "draws", "load_before",
-              "load_after", "wall_s", "finished", "dtype", "window", "summary"):
+    for k in (
+        "status",
+        "disagreements",
+        "tree_peak_mem_mb",
+        "chains",
+        "warmup",
+        "draws",
+        "load_before",
+        "load_after",
+        "wall_s",
+        "finished",
+        "dtype",
+        "window",
+        "summary",
+    ):
         if k in rec:
             out[k] = rec[k]
     return out
@@ -654,8 +864,11 @@ def ratios(records: list[dict]) -> dict[str, dict]:
         peers = [r for r in rows if r["engine"] != "plasticity_rl" and r.get("window", "fixed") == window]
         if peers:
             best = max(peers, key=lambda r: r["ess_per_s"])
-            out[size] = {"ratio": ours["ess_per_s"] / best["ess_per_s"], "best_peer": best["engine"],
-                         "window": window}
+            out[size] = {
+                "ratio": ours["ess_per_s"] / best["ess_per_s"],
+                "best_peer": best["engine"],
+                "window": window,
+            }
     return out
 
 
@@ -677,12 +890,18 @@ def time_to_posterior(records: list[dict]) -> dict[str, dict]:
             if r["engine"] == "plasticity_rl" or r.get("window", "fixed") != window:
                 continue
             if r.get("status") == "ok":
-                peers.append({"engine": r["engine"], "total_s": r["compile_s"] + r["sampling_s"], "lower_bound": False})
+                peers.append(
+                    {"engine": r["engine"], "total_s": r["compile_s"] + r["sampling_s"], "lower_bound": False}
+                )
             elif any(w in (r.get("status") or "") for w in ("timeout", "killed")) and r.get("wall_s"):
                 peers.append({"engine": r["engine"], "total_s": r["wall_s"], "lower_bound": True})
         if peers:
             total = ours["compile_s"] + ours["sampling_s"]
-            out[size] = {"ours_s": total, "peers": peers, "below_all": all(total < p["total_s"] for p in peers)}
+            out[size] = {
+                "ours_s": total,
+                "peers": peers,
+                "below_all": all(total < p["total_s"] for p in peers),
+            }
     return out
 
 
@@ -698,8 +917,8 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
     lines = [
         "# Fitting speed: plasticity_rl against Stan and PyMC",
         "",
-        "Written by `python benchmarks/compare.py` (see `benchmarks/README.md`, section \"Fitting speed against "
-        "Stan and PyMC\"). The `schema` model with the same priors and likelihood in every engine, fitted to the "
+        'Written by `python benchmarks/compare.py` (see `benchmarks/README.md`, section "Fitting speed against '
+        'Stan and PyMC"). The `schema` model with the same priors and likelihood in every engine, fitted to the '
         "same simulated flagship data (small: 20 patients x 28 days, medium: 100 x 56, large: 400 x 56; "
         "8 steps a day). ESS and R-hat over the group parameters (13 with the window's length tau_k "
         "sampled; 12 in records whose window column says fixed, from before the default model fitted it); ESS/s = min bulk ESS / sampling seconds. "
@@ -712,10 +931,21 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for r in records:
-        agrees = "(reference)" if r["engine"] == "plasticity_rl" and r.get("status") == "ok" else _fmt(r.get("agrees"))
+        agrees = (
+            "(reference)"
+            if r["engine"] == "plasticity_rl" and r.get("status") == "ok"
+            else _fmt(r.get("agrees"))
+        )
         st = r.get("status")
-        status = "" if st in (None, "ok") else (" (not finished, see notes)" if ("killed" in st or "timeout" in st)
-                                                  else " (failed, see notes)")
+        status = (
+            ""
+            if st in (None, "ok")
+            else (
+                " (not finished, see notes)"
+                if ("killed" in st or "timeout" in st)
+                else " (failed, see notes)"
+            )
+        )
         lb, la = r.get("load_before") or [None], r.get("load_after") or [None]
         lines.append(
             f"| {r['size']} | {r['engine']}{status} | {r.get('window', 'fixed')} | {r.get('chains')} x ({r.get('warmup')} + {r.get('draws')}) | "
@@ -723,7 +953,8 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
             f"{_fmt(r.get('min_bulk_ess'), '.0f')} | {_fmt(r.get('min_tail_ess'), '.0f')} | "
             f"{_fmt(r.get('ess_per_s'), '.3g')} | {_fmt(r.get('divergences'))} | {_fmt(r.get('max_rhat'), '.3f')} | "
             f"{_fmt(r.get('peak_mem_mb'), '.0f')} | {_fmt(r.get('tree_peak_mem_mb'), '.0f')} | {agrees} | "
-            f"{_fmt(lb[0], '.1f')} → {_fmt(la[0], '.1f')} | {r.get('finished', '')} |")
+            f"{_fmt(lb[0], '.1f')} → {_fmt(la[0], '.1f')} | {r.get('finished', '')} |"
+        )
     notes = [r for r in records if r.get("status") not in (None, "ok")]
     if notes:
         lines += ["", "Notes:", ""] + [f"- {r['size']} {r['engine']}: {r['status']}." for r in notes]
@@ -733,11 +964,18 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
         lines.append("(no size with both plasticity_rl and a peer)")
     for size, v in rat.items():
         # the target counts only with trustworthy fits: every engine's R-hat <= 1.01, no divergence, agreeing means
-        same = [r for r in records if r["size"] == size and r.get("ess_per_s")
-                and r.get("window", "fixed") == v["window"]]
+        same = [
+            r
+            for r in records
+            if r["size"] == size and r.get("ess_per_s") and r.get("window", "fixed") == v["window"]
+        ]
         bad = [f"{r['engine']} R-hat {r['max_rhat']:.3f}" for r in same if r["max_rhat"] > 1.01]
         bad += [f"{r['engine']} {r['divergences']} divergences" for r in same if r["divergences"]]
-        bad += [f"{r['engine']} disagrees" for r in same if r["engine"] != "plasticity_rl" and r.get("agrees") is False]
+        bad += [
+            f"{r['engine']} disagrees"
+            for r in same
+            if r["engine"] != "plasticity_rl" and r.get("agrees") is False
+        ]
         if v["ratio"] < 3:
             verdict = "does NOT meet the 3x target"
         elif bad:
@@ -750,8 +988,11 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
     if not ttp:
         lines.append("(no size with both plasticity_rl and a peer)")
     for size, v in ttp.items():
-        peers = "; ".join(f"{p['engine']} {'> ' if p['lower_bound'] else ''}{p['total_s']:.0f} s"
-                          + (" (stopped unfinished: a lower bound)" if p["lower_bound"] else "") for p in v["peers"])
+        peers = "; ".join(
+            f"{p['engine']} {'> ' if p['lower_bound'] else ''}{p['total_s']:.0f} s"
+            + (" (stopped unfinished: a lower bound)" if p["lower_bound"] else "")
+            for p in v["peers"]
+        )
         verdict = "below every peer's" if v["below_all"] else "NOT below every peer's"
         lines.append(f"- {size}: plasticity_rl **{v['ours_s']:.0f} s**; {peers}: {verdict}")
     dis = [r for r in records if r.get("disagreements")]
@@ -762,17 +1003,24 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
     check = results / "check.json"
     if check.exists():
         rows = json.loads(check.read_text())
-        lines += ["", "## Log-density check (`--check`)", "",
-                  f"At 3 fixed points of the unconstrained space, each engine's log density (Jacobian included, "
-                  f"constants kept) against NumPyro's minus potential energy in float64; pass: < {CHECK_RTOL:g} "
-                  "relative for the value and for the largest gradient component. NumPyro in float32 (as it fits) "
-                  "is shown for information.", "",
-                  "| size | engine | point | log density | NumPyro (float64) | rel. diff | grad max rel. diff | pass |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+        lines += [
+            "",
+            "## Log-density check (`--check`)",
+            "",
+            f"At 3 fixed points of the unconstrained space, each engine's log density (Jacobian included, "
+            f"constants kept) against NumPyro's minus potential energy in float64; pass: < {CHECK_RTOL:g} "
+            "relative for the value and for the largest gradient component. NumPyro in float32 (as it fits) "
+            "is shown for information.",
+            "",
+            "| size | engine | point | log density | NumPyro (float64) | rel. diff | grad max rel. diff | pass |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
         for r in rows:
-            lines.append(f"| {r['size']} | {r['engine']} | {r['point']} | {r['logp']:.10g} | {r['numpyro_logp']:.10g} | "
-                         f"{r['rel_diff']:.2e} | {r['grad_max_rel_diff']:.2e} | "
-                         f"{'(info)' if r['engine'] == 'numpyro-f32' else _fmt(r['passed'])} |")
+            lines.append(
+                f"| {r['size']} | {r['engine']} | {r['point']} | {r['logp']:.10g} | {r['numpyro_logp']:.10g} | "
+                f"{r['rel_diff']:.2e} | {r['grad_max_rel_diff']:.2e} | "
+                f"{'(info)' if r['engine'] == 'numpyro-f32' else _fmt(r['passed'])} |"
+            )
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -819,10 +1067,20 @@ def run_check(sizes, engines, a) -> bool:
             jobs.append(("nutpie", "nutpie (pytensor numba backend)"))
         results = {}
         for job, label in jobs:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--check-worker", job, "--workdir", str(a.workdir),
-                   "--sizes", size]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--check-worker",
+                job,
+                "--workdir",
+                str(a.workdir),
+                "--sizes",
+                size,
+            ]
             log = folder / f"check-{job}.log"
-            code, wall, _, _ = run_subprocess(cmd, log, engine_env(job, folder / f"cache-check-{job}"), a.timeout)
+            code, wall, _, _ = run_subprocess(
+                cmd, log, engine_env(job, folder / f"cache-check-{job}"), a.timeout
+            )
             shutil.rmtree(folder / f"cache-check-{job}", ignore_errors=True)
             path = folder / f"check-{job}.json"
             if code != 0 or not path.exists():
@@ -834,10 +1092,12 @@ def run_check(sizes, engines, a) -> bool:
         ref = results.get("numpyro-x64")
         if ref is None:
             return False
-        lines = [f"\n--check, size {size}: log density at {len(ref)} points vs NumPyro float64 "
-                 f"(-potential energy); tolerance {CHECK_RTOL:g} relative",
-                 "| engine | point | log density | NumPyro | rel. diff | grad max rel. diff |",
-                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines = [
+            f"\n--check, size {size}: log density at {len(ref)} points vs NumPyro float64 "
+            f"(-potential energy); tolerance {CHECK_RTOL:g} relative",
+            "| engine | point | log density | NumPyro | rel. diff | grad max rel. diff |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
         table = []
         for job, label in jobs:
             if job not in results or job == "numpyro-x64":
@@ -850,9 +1110,21 @@ def run_check(sizes, engines, a) -> bool:
                 # float32 NumPyro is reported for information: its rounding is larger than 1e-6
                 if job != "numpyro-f32":
                     ok &= passed
-                lines.append(f"| {label} | {i} | {p['logp']:.10g} | {r['logp']:.10g} | {rel:.2e} | {grel:.2e} |")
-                table.append({"engine": job, "size": size, "point": i, "logp": p["logp"], "numpyro_logp": r["logp"],
-                              "rel_diff": rel, "grad_max_rel_diff": grel, "passed": passed})
+                lines.append(
+                    f"| {label} | {i} | {p['logp']:.10g} | {r['logp']:.10g} | {rel:.2e} | {grel:.2e} |"
+                )
+                table.append(
+                    {
+                        "engine": job,
+                        "size": size,
+                        "point": i,
+                        "logp": p["logp"],
+                        "numpyro_logp": r["logp"],
+                        "rel_diff": rel,
+                        "grad_max_rel_diff": grel,
+                        "passed": passed,
+                    }
+                )
         print("\n".join(lines), flush=True)
         (folder / "check.json").write_text(json.dumps(table, indent=2) + "\n")
         (folder / "check.md").write_text("\n".join(lines) + "\n")
@@ -860,8 +1132,11 @@ def run_check(sizes, engines, a) -> bool:
             a.results.mkdir(parents=True, exist_ok=True)
             path = a.results / "check.json"
             redone = {t["engine"] for t in table}  # rows of the engines not rerun are kept
-            old = [r for r in (json.loads(path.read_text()) if path.exists() else [])
-                   if r["size"] != size or r["engine"] not in redone]
+            old = [
+                r
+                for r in (json.loads(path.read_text()) if path.exists() else [])
+                if r["size"] != size or r["engine"] not in redone
+            ]
             path.write_text(json.dumps(old + table, indent=2) + "\n")
     print("\ncheck:", "PASSED" if ok else "FAILED", flush=True)
     return ok
@@ -877,18 +1152,27 @@ def parse(argv=None):
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--cores", type=int, default=2,
-                    help="parallel chains for nutpie and PyMC (PyStan's httpstan uses one process per CPU)")
+    ap.add_argument(
+        "--cores",
+        type=int,
+        default=2,
+        help="parallel chains for nutpie and PyMC (PyStan's httpstan uses one process per CPU)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="simulated data and fit logs")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder for latest.json and compare.md")
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds before a fit is killed")
     ap.add_argument("--check", action="store_true", help="only compare log densities with NumPyro's")
     ap.add_argument("--pymc-all-sizes", action="store_true", help="run PyMC's NUTS beyond the small size")
-    ap.add_argument("--no-write", action="store_true", help="do not update results/latest.json and compare.md")
+    ap.add_argument(
+        "--no-write", action="store_true", help="do not update results/latest.json and compare.md"
+    )
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
-    ap.add_argument("--check-worker", choices=("numpyro-x64", "numpyro-f32", "stan", "pymc", "nutpie"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--check-worker",
+        choices=("numpyro-x64", "numpyro-f32", "stan", "pymc", "nutpie"),
+        help=argparse.SUPPRESS,
+    )
     return ap.parse_args(argv)
 
 
@@ -912,11 +1196,13 @@ def main(argv=None):
             (folder / f"fit-{a.worker}.json").write_text(json.dumps(res, indent=2) + "\n")
         else:
             job = a.check_worker
-            res = {"numpyro-x64": lambda: check_numpyro(folder, True),
-                   "numpyro-f32": lambda: check_numpyro(folder, False),
-                   "stan": lambda: check_stan(folder),
-                   "pymc": lambda: check_pymc(folder, None),
-                   "nutpie": lambda: check_pymc(folder, "NUMBA")}[job]()
+            res = {
+                "numpyro-x64": lambda: check_numpyro(folder, True),
+                "numpyro-f32": lambda: check_numpyro(folder, False),
+                "stan": lambda: check_stan(folder),
+                "pymc": lambda: check_pymc(folder, None),
+                "nutpie": lambda: check_pymc(folder, "NUMBA"),
+            }[job]()
             (folder / f"check-{job}.json").write_text(json.dumps(res) + "\n")
         return
 
@@ -924,9 +1210,12 @@ def main(argv=None):
         t0 = time.perf_counter()
         folder = make_data(s, a.workdir)
         meta = json.loads((folder / "meta.json").read_text())
-        print(f"{s}: {meta['n_patients']} patients x {meta['days']} days ({meta['n_steps']} steps), "
-              f"{meta['n_ema']} EMA ratings, {meta['n_visits']} + {meta['n_censored']} censored visit scores; "
-              f"data in {folder} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        print(
+            f"{s}: {meta['n_patients']} patients x {meta['days']} days ({meta['n_steps']} steps), "
+            f"{meta['n_ema']} EMA ratings, {meta['n_visits']} + {meta['n_censored']} censored visit scores; "
+            f"data in {folder} ({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
     if a.check:
         raise SystemExit(0 if run_check(sizes, engines, a) else 1)
 
@@ -952,13 +1241,17 @@ def main(argv=None):
                 rec["agrees"] = None
         new += [record(r) for r in recs.values()]
 
-    print("\n| size | engine | compile s | sampling s | min bulk ESS | min tail ESS | ESS/s | div | max R-hat | "
-          "peak MB | agrees |")
+    print(
+        "\n| size | engine | compile s | sampling s | min bulk ESS | min tail ESS | ESS/s | div | max R-hat | "
+        "peak MB | agrees |"
+    )
     for r in new:
-        print(f"| {r['size']} | {r['engine']} | {_fmt(r['compile_s'], '.1f')} | {_fmt(r['sampling_s'], '.1f')} | "
-              f"{_fmt(r['min_bulk_ess'], '.0f')} | {_fmt(r['min_tail_ess'], '.0f')} | {_fmt(r['ess_per_s'], '.3g')} | "
-              f"{_fmt(r['divergences'])} | {_fmt(r['max_rhat'], '.3f')} | {_fmt(r['peak_mem_mb'], '.0f')} | "
-              f"{_fmt(r['agrees'])} |")
+        print(
+            f"| {r['size']} | {r['engine']} | {_fmt(r['compile_s'], '.1f')} | {_fmt(r['sampling_s'], '.1f')} | "
+            f"{_fmt(r['min_bulk_ess'], '.0f')} | {_fmt(r['min_tail_ess'], '.0f')} | {_fmt(r['ess_per_s'], '.3g')} | "
+            f"{_fmt(r['divergences'])} | {_fmt(r['max_rhat'], '.3f')} | {_fmt(r['peak_mem_mb'], '.0f')} | "
+            f"{_fmt(r['agrees'])} |"
+        )
     for size, v in ratios(new).items():
         print(f"{size}: plasticity_rl ESS/s / best peer ({v['best_peer']}) = {v['ratio']:.2f}x")
     if a.no_write:

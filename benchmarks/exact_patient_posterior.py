@@ -75,8 +75,10 @@ def grid_weights(spec, x, theta, mu, tau, centre, scale, offsets, batch=256):
     args = (spec, x, theta, f32(mu), f32(tau), f32(centre), f32(scale))
     pad = (-len(offsets)) % batch  # every call the same shape: one compilation
     z = np.concatenate([offsets, np.zeros((pad, 3))])
-    lp = np.concatenate([np.asarray(_log_post(*args, f32(z[i:i + batch]))) for i in range(0, len(z), batch)])
-    lp = lp[:len(offsets)]
+    lp = np.concatenate(
+        [np.asarray(_log_post(*args, f32(z[i : i + batch]))) for i in range(0, len(z), batch)]
+    )
+    lp = lp[: len(offsets)]
     w = np.exp(lp - lp.max(0))
     return w / w.sum(0)
 
@@ -106,8 +108,17 @@ def exact_posteriors(spec, x, theta, mu, tau, n: int) -> pd.DataFrame:
         cdf = np.cumsum(marginal, 0) - marginal / 2
         for i in range(n):
             lo, hi = np.interp([0.05, 0.95], cdf[:, i], centre[i, j] + scale[i, j] * g)
-            rows.append({"patient": i, "parameter": name, "mean": mean[i, j], "sd": sd[i, j],
-                         "low": lo, "high": hi, "edge_mass": edge[i]})
+            rows.append(
+                {
+                    "patient": i,
+                    "parameter": name,
+                    "mean": mean[i, j],
+                    "sd": sd[i, j],
+                    "low": lo,
+                    "high": hi,
+                    "edge_mass": edge[i],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -123,7 +134,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("exact_patient_posterior.csv"))
     args = ap.parse_args()
     lo_hi = args.datasets.split("-")
-    ks = range(int(lo_hi[0]), int(lo_hi[1]) + 1) if len(lo_hi) == 2 else [int(v) for v in args.datasets.split(",")]
+    ks = (
+        range(int(lo_hi[0]), int(lo_hi[1]) + 1)
+        if len(lo_hi) == 2
+        else [int(v) for v in args.datasets.split(",")]
+    )
     cfg = load_config(args.config)
     pop = cfg.population
     mu_true = np.array([getattr(pop, n).mean for n in NAMES])
@@ -140,11 +155,19 @@ def main() -> None:
         settings = [("true group values", truth, mu_true, tau_true)]
         fit_rows = None
         if args.fits is not None:
-            fit_rows = pd.DataFrame(json.loads((args.fits / "jobs" / f"recover-{k:03d}.json").read_text())["rows"])
+            fit_rows = pd.DataFrame(
+                json.loads((args.fits / "jobs" / f"recover-{k:03d}.json").read_text())["rows"]
+            )
             group = fit_rows.query("level == 'group'").set_index("parameter")["mean"]
             fitted = dict(truth, **{g: jnp.float32(group[g]) for g in FITTED_GROUP if g in group})
-            settings.append(("fitted group means", fitted,
-                             np.array([group[f"mu_{n}"] for n in NAMES]), np.array([group[f"tau_{n}"] for n in NAMES])))
+            settings.append(
+                (
+                    "fitted group means",
+                    fitted,
+                    np.array([group[f"mu_{n}"] for n in NAMES]),
+                    np.array([group[f"tau_{n}"] for n in NAMES]),
+                )
+            )
         line = [f"data set {k}:"]
         for label, theta, mu, tau in settings:
             df = exact_posteriors(spec, x, theta, mu, tau, n).assign(dataset=k, given=label)
@@ -152,16 +175,21 @@ def main() -> None:
             df["covered"] = covered(df)
             tables.append(df)
             cov = df.groupby("parameter")["covered"].mean()
-            line.append(f"[{label}] " + " ".join(f"{p} {cov[p]:.2f}" for p in NAMES)
-                        + f" (edge mass <= {df['edge_mass'].max():.0e})")
+            line.append(
+                f"[{label}] "
+                + " ".join(f"{p} {cov[p]:.2f}" for p in NAMES)
+                + f" (edge mass <= {df['edge_mass'].max():.0e})"
+            )
         if fit_rows is not None:  # df: the exact posterior given the fit's group means, as the fit had
             nuts = fit_rows.query("level == 'patient'").assign(covered=lambda d: covered(d))
             m = df.merge(nuts, on=["patient", "parameter"], suffixes=("", "_fit"))
             for p, g in m.groupby("parameter"):
-                line.append(f"\n  {p}: fit coverage {g['covered_fit'].mean():.2f}; |mean - exact| / SD median "
-                            f"{np.median(np.abs(g['mean_fit'] - g['mean']) / g['sd']):.3f}, max "
-                            f"{np.max(np.abs(g['mean_fit'] - g['mean']) / g['sd']):.3f}; SD fit / exact median "
-                            f"{np.median(g['sd_fit'] / g['sd']):.3f}")
+                line.append(
+                    f"\n  {p}: fit coverage {g['covered_fit'].mean():.2f}; |mean - exact| / SD median "
+                    f"{np.median(np.abs(g['mean_fit'] - g['mean']) / g['sd']):.3f}, max "
+                    f"{np.max(np.abs(g['mean_fit'] - g['mean']) / g['sd']):.3f}; SD fit / exact median "
+                    f"{np.median(g['sd_fit'] / g['sd']):.3f}"
+                )
         print(" ".join(line), f"({time.perf_counter() - t0:.0f} s)", flush=True)
     out = pd.concat(tables)
     out.to_csv(args.out, index=False)

@@ -33,13 +33,19 @@ mass, variant = sys.argv[1], sys.argv[2]
 warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 500
 fd = fit_data("medium")
 t0 = time.perf_counter()
-idata = fit(fd, variant=variant, chains=4, warmup=warmup, draws=1000, seed=fd.config.experiment.seed, mass_matrix=mass)
+idata = fit(
+    fd, variant=variant, chains=4, warmup=warmup, draws=1000, seed=fd.config.experiment.seed, mass_matrix=mass
+)
 wall = time.perf_counter() - t0
 ss = idata.sample_stats
 group = [n for n in idata.posterior.data_vars if idata.posterior[n].ndim == 2]
 s = az.summary(idata, var_names=group, kind="diagnostics")
-print(f"{mass} {variant}, warm-up {warmup}: wall {wall:.0f} s, mean leapfrogs/draw {float(ss.n_steps.mean()):.1f}, "
-      f"step sizes {np.round(ss.step_size.values[:, 0], 3)}")
-print(f"  min bulk ESS {s.ess_bulk.min():.0f} ({s.ess_bulk.idxmin()}), min tail {s.ess_tail.min():.0f}, "
-      f"max R-hat {s.r_hat.max():.3f}, divergences {int(ss.diverging.sum())}")
+print(
+    f"{mass} {variant}, warm-up {warmup}: wall {wall:.0f} s, mean leapfrogs/draw {float(ss.n_steps.mean()):.1f}, "
+    f"step sizes {np.round(ss.step_size.values[:, 0], 3)}"
+)
+print(
+    f"  min bulk ESS {s.ess_bulk.min():.0f} ({s.ess_bulk.idxmin()}), min tail {s.ess_tail.min():.0f}, "
+    f"max R-hat {s.r_hat.max():.3f}, divergences {int(ss.diverging.sum())}"
+)
 print(f"  min bulk ESS per 1,000 sampling gradients {1000 * s.ess_bulk.min() / float(ss.n_steps.sum()):.2f}")

@@ -59,12 +59,16 @@ def main() -> None:
             if path.is_file():
                 idata = az.from_netcdf(str(path))
             else:
-                idata = fit(sim, variant=variant, chains=a.chains, warmup=a.warmup, draws=a.draws, seed=a.fit_seed)
+                idata = fit(
+                    sim, variant=variant, chains=a.chains, warmup=a.warmup, draws=a.draws, seed=a.fit_seed
+                )
                 idata.to_netcdf(str(path))
             t1 = time.perf_counter()
             m = marginal_loo_data(idata, sim, variant=variant)
-            print(f"data from {truth}, fit {variant}: fit {t1 - t0:.0f} s, integrated LOO {time.perf_counter() - t1:.0f} s",
-                  flush=True)
+            print(
+                f"data from {truth}, fit {variant}: fit {t1 - t0:.0f} s, integrated LOO {time.perf_counter() - t1:.0f} s",
+                flush=True,
+            )
             marginals[variant] = m
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -72,7 +76,9 @@ def main() -> None:
             k_max = {v: float(az.loo(m, pointwise=True).pareto_k.max()) for v, m in marginals.items()}
         best = str(table.index[0])
         other = str(table.index[1])
-        rows.append((truth, best, float(table.loc[other, "elpd_diff"]), float(table.loc[other, "dse"]), k_max))
+        rows.append(
+            (truth, best, float(table.loc[other, "elpd_diff"]), float(table.loc[other, "dse"]), k_max)
+        )
     lines = [
         "# Model recovery (integrated PSIS-LOO)",
         "",
@@ -83,7 +89,9 @@ def main() -> None:
         "| --- | --- | ---: | ---: | --- |",
     ]
     for truth, best, diff, dse, k in rows:
-        lines.append(f"| {truth} | {best} | {diff:.1f} | {dse:.1f} | {k['schema']:.2f} / {k['schema_ungated']:.2f} |")
+        lines.append(
+            f"| {truth} | {best} | {diff:.1f} | {dse:.1f} | {k['schema']:.2f} / {k['schema_ungated']:.2f} |"
+        )
     a.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

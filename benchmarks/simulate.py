@@ -48,9 +48,8 @@ import numpy as np  # noqa: E402
 
 from plasticity_rl.config import load_config
 from plasticity_rl.models import get_model
-from plasticity_rl.plasticity import learning_rate
+from plasticity_rl.plasticity import arm_inputs, learning_rate
 from plasticity_rl.schedule import build_schedules
-from plasticity_rl.plasticity import arm_inputs
 from plasticity_rl.simulate import (
     arm_of_patients,
     cohort_beliefs_on_devices,
@@ -97,7 +96,9 @@ def build_case(patients: int, days: int):
     # NumPy inputs: alpha_j per patient laid out (T, N) so that one step is a contiguous row.
     g_k, gate = np.asarray(inputs.g_k), np.asarray(inputs.gate)
     alpha = np.asarray(
-        learning_rate(params["logit_alpha0"][None, :], params["A"][None, :], g_k[arm_index].T, gate[arm_index].T),
+        learning_rate(
+            params["logit_alpha0"][None, :], params["A"][None, :], g_k[arm_index].T, gate[arm_index].T
+        ),
         dtype=np.float64,
     )
     init = jax.vmap(model.initial)(params)
@@ -106,7 +107,15 @@ def build_case(patients: int, days: int):
     for j in session_steps:
         for a in np.nonzero(sch.session_n[:, j] > 0)[0]:
             idx = np.nonzero(arm_index == a)[0]
-            sessions.append((int(j), idx, int(sch.session_n[a, j]), float(sch.session_p[a, j]), float(sch.session_attend[a, j])))
+            sessions.append(
+                (
+                    int(j),
+                    idx,
+                    int(sch.session_n[a, j]),
+                    float(sch.session_p[a, j]),
+                    float(sch.session_attend[a, j]),
+                )
+            )
     np_args = dict(
         alpha=np.ascontiguousarray(alpha),
         # What a simulation computes per step: alpha_j of each patient from its own parameters
@@ -193,8 +202,15 @@ def run_numpy(a):
         return alpha_out[j]
 
     V, S = numpy_recurrence(
-        a["alpha"], a["V0"], a["S0"], a["kappa"], a["epsilon"], a["omega"],
-        lambda j: everyday[j], session_at, rates=rates,
+        a["alpha"],
+        a["V0"],
+        a["S0"],
+        a["kappa"],
+        a["epsilon"],
+        a["omega"],
+        lambda j: everyday[j],
+        session_at,
+        rates=rates,
     )
     return alpha_out, V, S
 
@@ -214,8 +230,14 @@ def check_agreement(jax_args, np_args, exp, traj, per_arm: int = 40) -> float:
         who = np.nonzero(n_corr[:, j] > 0)[0]
         session_at[int(j)] = [(who, corrective[who, j], n_corr[who, j])]
     V, _ = numpy_recurrence(
-        np_args["alpha"][:, subset], np_args["V0"][subset], np_args["S0"][subset],
-        np_args["kappa"], np_args["epsilon"], np_args["omega"], lambda j: everyday[j], session_at,
+        np_args["alpha"][:, subset],
+        np_args["V0"][subset],
+        np_args["S0"][subset],
+        np_args["kappa"],
+        np_args["epsilon"],
+        np_args["omega"],
+        lambda j: everyday[j],
+        session_at,
     )
     return float(np.max(np.abs(V.T - np.asarray(traj.V)[subset])))
 
@@ -262,7 +284,13 @@ def main(argv=None):
     mean_jax, mean_np = float(np.mean(np.asarray(traj.V))), float(V_np.mean())
 
     rows = [
-        (f"JAX (sample_experiences + cohort_beliefs_on_devices, {jax.local_device_count()} device(s))", agent_steps / jax_best, jax_best, jax_median, f"{compile_s:.2f}"),
+        (
+            f"JAX (sample_experiences + cohort_beliefs_on_devices, {jax.local_device_count()} device(s))",
+            agent_steps / jax_best,
+            jax_best,
+            jax_median,
+            f"{compile_s:.2f}",
+        ),
         ("NumPy (vectorised over patients, loop over steps)", agent_steps / np_best, np_best, np_median, "-"),
     ]
     ratio = np_best / jax_best
@@ -276,7 +304,10 @@ def main(argv=None):
         "",
         "| implementation | agent-steps/s | seconds (best) | seconds (median) | compile seconds |",
         "| --- | ---: | ---: | ---: | ---: |",
-        *(f"| {name} | {rate:.3g} | {best:.4f} | {med:.4f} | {comp} |" for name, rate, best, med, comp in rows),
+        *(
+            f"| {name} | {rate:.3g} | {best:.4f} | {med:.4f} | {comp} |"
+            for name, rate, best, med, comp in rows
+        ),
         "",
         f"JAX / NumPy speed ratio: **{ratio:.2f}x** (NumPy seconds / JAX seconds, best of each).",
         "",

@@ -14,8 +14,12 @@ from plasticity_rl.simulate import Simulation, simulate
 
 def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--patients", type=int, default=None,
-                   help="patients per arm (overrides the config; tiny values for tests)")
+    p.add_argument(
+        "--patients",
+        type=int,
+        default=None,
+        help="patients per arm (overrides the config; tiny values for tests)",
+    )
     p.add_argument("--out", type=Path, default=Path(default_out), help="folder for the figures")
     p.add_argument("--formats", default="png,svg", help="comma-separated image formats")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")

@@ -38,8 +38,15 @@ LAYERS = [
     ("plasticity_rl.inference",),
     ("plasticity_rl.analysis", "plasticity_rl.trust"),
     ("plasticity_rl.plots",),
-    ("plasticity_rl.report", "plasticity_rl.runs", "plasticity_rl.batch", "plasticity_rl.workflow",
-     "plasticity_rl.recovery", "plasticity_rl.lessons", "plasticity_rl.cli"),
+    (
+        "plasticity_rl.report",
+        "plasticity_rl.runs",
+        "plasticity_rl.batch",
+        "plasticity_rl.workflow",
+        "plasticity_rl.recovery",
+        "plasticity_rl.lessons",
+        "plasticity_rl.cli",
+    ),
 ]
 
 
@@ -67,7 +74,8 @@ class _Imports(ast.NodeVisitor):
     def visit_If(self, node: ast.If):
         test = node.test
         if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-                isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        ):
             for child in node.orelse:
                 self.visit(child)
             return
@@ -101,8 +109,13 @@ GRAPH = {m: imports_of(m) for m in MODULES}
 
 
 def test_every_import_points_down_the_layers():
-    upward = [f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
-              for a, targets in GRAPH.items() if a != "plasticity_rl" for b in targets if layer(b) > layer(a)]
+    upward = [
+        f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
+        for a, targets in GRAPH.items()
+        if a != "plasticity_rl"
+        for b in targets
+        if layer(b) > layer(a)
+    ]
     assert not upward, "\n".join(upward)
 
 
@@ -116,7 +129,7 @@ def test_the_import_graph_has_no_cycle():
             if n == "plasticity_rl":
                 continue
             if state.get(n) == 1:
-                cycles.append(" -> ".join(path[path.index(n):] + [n]) if n in path else f"{m} -> {n}")
+                cycles.append(" -> ".join(path[path.index(n) :] + [n]) if n in path else f"{m} -> {n}")
             elif n not in state:
                 visit(n, path + [n])
         state[m] = 2
@@ -143,7 +156,8 @@ def test_the_plots_neither_simulate_nor_fit():
     for m in MODULES:
         if m.startswith("plasticity_rl.plots"):
             assert "plasticity_rl.simulate" not in GRAPH[m] and not any(
-                n.startswith("plasticity_rl.inference") for n in GRAPH[m]), (m, GRAPH[m])
+                n.startswith("plasticity_rl.inference") for n in GRAPH[m]
+            ), (m, GRAPH[m])
 
 
 def test_the_model_code_imports_none_of_the_machinery_but_its_named_pieces():
@@ -164,7 +178,9 @@ def test_the_model_code_imports_none_of_the_machinery_but_its_named_pieces():
 def test_config_defaults_and_ranges_come_from_the_parameter_table(flagship_cfg):
     from plasticity_rl.params import config_value
 
-    default = config_from_dict({"experiment": {"name": "t", "seed": 0}, "arms": [{"name": "a", "doses": [{"day": 1}]}]})
+    default = config_from_dict(
+        {"experiment": {"name": "t", "seed": 0}, "arms": [{"name": "a", "doses": [{"day": 1}]}]}
+    )
     for name, p in PARAMS.items():
         value = config_value(default, name)
         if p.level == "patient":
@@ -223,14 +239,18 @@ def toy_registered():
 
 
 def _tiny_config(variant: str, fixed: dict | None = None):
-    return config_from_dict({
-        "experiment": {"name": "tiny", "seed": 3, "days": 8, "patients_per_arm": 8},
-        "model": {"variant": variant, "fixed": fixed or {}},
-        "population": {"kappa": 0.05},
-        "observations": {"visits": {"days": [0, 2, 4, 8]}},
-        "arms": [{"name": "ketamine", "doses": [{"day": 1}]},
-                 {"name": "ketamine_cbt", "doses": [{"day": 1}], "sessions": [{"day": 2, "repeat": 2}]}],
-    })
+    return config_from_dict(
+        {
+            "experiment": {"name": "tiny", "seed": 3, "days": 8, "patients_per_arm": 8},
+            "model": {"variant": variant, "fixed": fixed or {}},
+            "population": {"kappa": 0.05},
+            "observations": {"visits": {"days": [0, 2, 4, 8]}},
+            "arms": [
+                {"name": "ketamine", "doses": [{"day": 1}]},
+                {"name": "ketamine_cbt", "doses": [{"day": 1}], "sessions": [{"day": 2, "repeat": 2}]},
+            ],
+        }
+    )
 
 
 SVI = dict(method="svi", svi_steps=300, chains=1, draws=100, seed=0)
@@ -248,8 +268,10 @@ def test_a_variant_registered_from_a_test_simulates_fits_and_compares(toy_regist
     toy = fit(sim, **SVI)
     foil = fit(sim, variant=get_model(TOY.name).foil, **SVI)
     assert toy.posterior.attrs["variant"] == TOY.name and "kappa" in toy.posterior
-    loo = {v: marginal_loo_data(i, sim, variant=v, max_draws=20, importance_samples=32)
-           for v, i in ((TOY.name, toy), ("rw", foil))}
+    loo = {
+        v: marginal_loo_data(i, sim, variant=v, max_draws=20, importance_samples=32)
+        for v, i in ((TOY.name, toy), ("rw", foil))
+    }
     table = az.compare(loo)
     assert table.index[0] == TOY.name  # the model that generated the data predicts new patients better
     assert table.loc["rw", "elpd_diff"] > 2 * table.loc["rw", "dse"]

@@ -104,8 +104,9 @@ def parallel_result():
     raw["experiment"]["patients_per_arm"] = 2
     raw["experiment"]["days"] = 28
     raw["observations"]["visits"]["days"] = [0, 7, 28]
-    done = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(raw)], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, json.dumps(raw)], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -167,4 +168,6 @@ def test_parallel_chains_need_a_device_per_chain(flagship_sim):
     _, spec, x = build(fd)
     chains = jax.local_device_count() + 1
     with pytest.raises(ValueError, match=f"{chains} chains, {chains - 1} devices"):
-        run_parallel_nuts(BoundModel(belief_model, spec), x, init_values(spec, fd.n_patients), chains, 10, 10, 0)
+        run_parallel_nuts(
+            BoundModel(belief_model, spec), x, init_values(spec, fd.n_patients), chains, 10, 10, 0
+        )

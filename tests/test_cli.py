@@ -30,7 +30,9 @@ def tiny_config(tmp_path: Path, **experiment) -> Path:
 
 def test_run_writes_a_complete_run_folder(tmp_path):
     cfg = tiny_config(tmp_path)
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--quiet", "--no-figures", "--no-fit"])
+    res = runner.invoke(
+        app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--quiet", "--no-figures", "--no-fit"]
+    )
     assert res.exit_code == 0, res.output
     (folder,) = list((tmp_path / "runs").iterdir())
     assert folder.name.startswith("flagship-")
@@ -174,11 +176,14 @@ def test_validate_show_prints_resolved_config():
 
 def test_console_script_entry_point(tmp_path):
     """The installed `plasticity-rl` command, as a user runs it, with a usage error."""
-    res = subprocess.run([sys.executable, "-m", "plasticity_rl.cli", "validate"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "plasticity_rl.cli", "validate"], capture_output=True, text=True
+    )
     assert res.returncode == 2
-    res = subprocess.run([sys.executable, "-m", "plasticity_rl.cli", "configs"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "plasticity_rl.cli", "configs"], capture_output=True, text=True
+    )
     assert res.returncode == 0 and "flagship" in res.stdout and "timing_sweep" in res.stdout
-
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +200,9 @@ def test_fit_fix_holds_a_parameter_and_records_it(tiny_sim, tmp_path):
     import arviz as az
 
     folder = tmp_path / "fit"
-    res = runner.invoke(app, ["fit", str(tiny_sim), "--method", "svi", "--fix", "kappa=0.05", "-o", str(folder),
-                              "--quiet"])
+    res = runner.invoke(
+        app, ["fit", str(tiny_sim), "--method", "svi", "--fix", "kappa=0.05", "-o", str(folder), "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     idata = az.from_netcdf(str(folder / "posterior.nc"))
     assert "kappa" not in idata.posterior and "epsilon" in idata.posterior
@@ -208,7 +214,11 @@ def test_fit_fix_holds_a_parameter_and_records_it(tiny_sim, tmp_path):
 
 @pytest.mark.parametrize(
     ("fix", "message"),
-    [("kapa=0.05", "fixed 'kapa': not a parameter of 'schema'"), ("kappa=2", "kappa"), ("kappa", "NAME=VALUE")],
+    [
+        ("kapa=0.05", "fixed 'kapa': not a parameter of 'schema'"),
+        ("kappa=2", "kappa"),
+        ("kappa", "NAME=VALUE"),
+    ],
 )
 def test_fit_fix_rejects_bad_values_with_exit_2(tiny_sim, tmp_path, fix, message):
     res = runner.invoke(app, ["fit", str(tiny_sim), "--fix", fix, "-o", str(tmp_path / "fit")])

@@ -12,8 +12,14 @@ PATIENTS = 4  # as tests/conftest.py and tests/test_plots.py: same array shapes,
 
 CASES = {
     "claim_rapid_onset_waning": ["rapid_onset_waning_V", "rapid_onset_waning_clinician"],
-    "claim_repeated_doses": ["six_infusions_alpha", "six_infusions_beliefs", "six_infusions_clinician",
-                             "boosters_alpha", "boosters_beliefs", "boosters_clinician"],
+    "claim_repeated_doses": [
+        "six_infusions_alpha",
+        "six_infusions_beliefs",
+        "six_infusions_clinician",
+        "boosters_alpha",
+        "boosters_beliefs",
+        "boosters_clinician",
+    ],
     "claim_therapy_in_window": ["therapy_in_window_beliefs", "therapy_in_window_alpha"],
     "claim_timing_curve": ["timing_curve"],
 }

@@ -107,7 +107,9 @@ def test_the_ema_terms_lgamma_matches_scipy_and_its_gradient_digamma():
     from plasticity_rl._engine.special import lgamma_positive
     from plasticity_rl.observe import PHI_MAX
 
-    x = np.concatenate([np.geomspace(1e-6, 1.0, 400), np.linspace(1.0, 100.0, 400), np.geomspace(100.0, PHI_MAX, 400)])
+    x = np.concatenate(
+        [np.geomspace(1e-6, 1.0, 400), np.linspace(1.0, 100.0, 400), np.geomspace(100.0, PHI_MAX, 400)]
+    )
     xs = jnp.asarray(x, jnp.float32)
     xr = np.asarray(xs, np.float64)  # the float32 points, exactly
     value = np.asarray(lgamma_positive(xs), np.float64)
@@ -134,8 +136,18 @@ def test_the_ema_precision_is_capped_inside_the_likelihood_not_overflowed(sim):
 
 def test_tables_give_the_same_inputs_as_the_simulation(sim, tables, cfg):
     a, b = from_simulation(sim), from_tables(tables, cfg)
-    for name in ("arm_index", "everyday", "corrective", "n_corr", "ema", "visit_score", "visit_step",
-                 "visit_D", "visit_E", "visit_treated"):
+    for name in (
+        "arm_index",
+        "everyday",
+        "corrective",
+        "n_corr",
+        "ema",
+        "visit_score",
+        "visit_step",
+        "visit_D",
+        "visit_E",
+        "visit_treated",
+    ):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), err_msg=name)
     # ... and a CSV round trip (types come back as plain ints/floats/strings)
     csv = {k: pd.read_csv(pd.io.common.StringIO(df.to_csv(index=False))) for k, df in tables.items()}
@@ -175,10 +187,16 @@ def test_the_long_window_kernel_is_fitted_with_ordered_time_constants(sim, cfg):
     assert float(grads["window_gap_hours"]) != 0.0  # the data reach the window's decay
     fixed = ModelSpec.from_data(fd, fit_window=False)
     theta = true_theta(fd, sim.params)
-    x_fixed = x._replace(g_k=jnp.asarray(arm_inputs(fd.config, fd.schedules).g_k))  # the simulator's diffexp drive
+    x_fixed = x._replace(
+        g_k=jnp.asarray(arm_inputs(fd.config, fd.schedules).g_k)
+    )  # the simulator's diffexp drive
     log_lik = jax.jit(patient_log_lik, static_argnums=0)
-    np.testing.assert_allclose(np.asarray(log_lik(spec, theta, x_fixed)), np.asarray(log_lik(fixed, theta, x_fixed)),
-                               rtol=1e-5, atol=1e-4)  # float32 time constants vs the config's floats
+    np.testing.assert_allclose(
+        np.asarray(log_lik(spec, theta, x_fixed)),
+        np.asarray(log_lik(fixed, theta, x_fixed)),
+        rtol=1e-5,
+        atol=1e-4,
+    )  # float32 time constants vs the config's floats
 
 
 # ----------------------------------------------------------------------------- table validation
@@ -204,14 +222,23 @@ def everyday_p1_s5(df):
     [
         ("events", lambda df: df.drop(columns=["outcome"]), ["events", "missing column", "outcome"]),
         ("events", lambda df: _set(df, everyday_p1_s5, "outcome", 2), ["out of range", "patient 1 step 5"]),
-        ("events", lambda df: _set(df.astype({"outcome": float}), everyday_p1_s5, "outcome", np.nan),
-         ["outcome missing", "patient 1 step 5"]),
+        (
+            "events",
+            lambda df: _set(df.astype({"outcome": float}), everyday_p1_s5, "outcome", np.nan),
+            ["outcome missing", "patient 1 step 5"],
+        ),
         ("events", lambda df: df[~everyday_p1_s5(df)], ["everyday outcome missing", "patient 1 step 5"]),
         ("events", lambda df: _set(df, lambda d: d["patient"] == 2, "arm", "nonesuch"), ["nonesuch", "arms"]),
-        ("ema", lambda df: _set(df, lambda d: (d["patient"] == 3) & (d["day"] == 2), "rating", 1.5),
-         ["rating out of range", "patient 3 day 2"]),
-        ("visits", lambda df: _set(df, lambda d: d["patient"] == 4, "score", 75.0),
-         ["score out of range", "patient 4"]),
+        (
+            "ema",
+            lambda df: _set(df, lambda d: (d["patient"] == 3) & (d["day"] == 2), "rating", 1.5),
+            ["rating out of range", "patient 3 day 2"],
+        ),
+        (
+            "visits",
+            lambda df: _set(df, lambda d: d["patient"] == 4, "score", 75.0),
+            ["score out of range", "patient 4"],
+        ),
         ("visits", lambda df: df.drop(columns=["day"]), ["visits", "missing column", "day"]),
     ],
 )
@@ -271,7 +298,9 @@ def test_the_fit_learns_the_window_length_from_the_data(good_fit, cfg):
     # that did not learn the window (stuck near the 12-h prior) still fails both checks.
     lo24, hi24 = az.hdi(long, hdi_prob=0.99)
     assert lo24 <= 24.0 <= hi24, f"24 h outside the 99% HDI [{lo24:.1f}, {hi24:.1f}]"
-    assert long.mean() > hi12, f"posterior means {short.mean():.1f} (12-h data) and {long.mean():.1f} (24-h data)"
+    assert long.mean() > hi12, (
+        f"posterior means {short.mean():.1f} (12-h data) and {long.mean():.1f} (24-h data)"
+    )
     # The fitted window drives the alpha(t) curve: the long window's alpha peaks later.
     w12, w24 = (window_curve(f, cfg.experiment.steps_per_day) for f in (good_fit, long_fit))
     peak = lambda w: w[w["arm"] == "ketamine"].sort_values("alpha_mean")["day"].iloc[-1]  # noqa: E731
@@ -293,14 +322,23 @@ def test_a_fixed_window_is_not_sampled(sim, cfg):
     # fitted one at those values: the drive is recomputed by the simulator's function.
     theta = true_theta(fd, sim.params)
     log_lik = jax.jit(patient_log_lik, static_argnums=0)
-    np.testing.assert_allclose(np.asarray(log_lik(fixed, theta, fd.inputs())),
-                               np.asarray(log_lik(ModelSpec.from_data(fd), theta, fd.inputs())), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(log_lik(fixed, theta, fd.inputs())),
+        np.asarray(log_lik(ModelSpec.from_data(fd), theta, fd.inputs())),
+        rtol=1e-6,
+    )
 
 
 def test_fit_output_shape(good_fit, sim):
     n = sim.n_patients
-    assert {"posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data",
-            "posterior_predictive"} <= set(good_fit.groups())
+    assert {
+        "posterior",
+        "sample_stats",
+        "log_likelihood",
+        "observed_data",
+        "constant_data",
+        "posterior_predictive",
+    } <= set(good_fit.groups())
     assert good_fit.log_likelihood["obs"].shape == (2, 150, n)
     assert np.isfinite(good_fit.log_likelihood["obs"]).all()
     v_arm = good_fit.posterior_predictive["V_arm"]
@@ -359,7 +397,9 @@ def test_a_failed_warm_start_falls_back_to_the_prior_centres(sim, monkeypatch):
 
     fd = from_simulation(sim)
     _, spec, x = build(fd)
-    nan = WarmStart(loc={"mu_A": jnp.float32(np.nan)}, scale={"mu_A": jnp.float32(1.0)}, loss=np.nan, drift=np.nan)
+    nan = WarmStart(
+        loc={"mu_A": jnp.float32(np.nan)}, scale={"mu_A": jnp.float32(1.0)}, loss=np.nan, drift=np.nan
+    )
     monkeypatch.setattr(fit_module, "advi", lambda *a, **k: nan)
     z_start, imm, attrs = fit_module._warm_start(spec, x, init_values(spec, fd.n_patients), 2, 0)
     assert z_start is None and imm is None
@@ -385,15 +425,18 @@ def test_diagnostics_flag_a_deliberately_bad_fit(sim):
 
 def test_diagnostics_on_synthetic_draws():
     rng = np.random.default_rng(0)
-    good = az.from_dict(posterior={"kappa": rng.normal(size=(4, 1000))},
-                        sample_stats={"diverging": np.zeros((4, 1000), bool),
-                                      "energy": rng.normal(size=(4, 1000))})
+    good = az.from_dict(
+        posterior={"kappa": rng.normal(size=(4, 1000))},
+        sample_stats={"diverging": np.zeros((4, 1000), bool), "energy": rng.normal(size=(4, 1000))},
+    )
     assert diagnose(good).passed, diagnose(good).failures
     shifted = rng.normal(size=(4, 1000)) + np.arange(4)[:, None]
     diverging = np.zeros((4, 1000), bool)
     diverging[0, :3] = True
-    bad = az.from_dict(posterior={"kappa": shifted},
-                       sample_stats={"diverging": diverging, "energy": rng.normal(size=(4, 1000))})
+    bad = az.from_dict(
+        posterior={"kappa": shifted},
+        sample_stats={"diverging": diverging, "energy": rng.normal(size=(4, 1000))},
+    )
     failures = diagnose(bad).failures
     assert any("R-hat" in f and "kappa" in f for f in failures), failures
     assert any("3 divergent" in f for f in failures), failures
@@ -431,8 +474,11 @@ def test_integrated_log_lik_equals_brute_force_monte_carlo(sim, good_fit):
         mu = jnp.stack([g[f"mu_{n}"] for n in names])
         tau = jnp.stack([g[f"tau_{n}"] for n in names])
         theta = mu + tau * jax.random.normal(jax.random.key(chain), (K, sim.n_patients, len(names)))
-        ll = jax.lax.map(lambda th: patient_log_lik(spec, {**g, **{n: th[:, j] for j, n in enumerate(names)}}, x),
-                         theta, batch_size=500)
+        ll = jax.lax.map(
+            lambda th, g=g: patient_log_lik(spec, {**g, **{n: th[:, j] for j, n in enumerate(names)}}, x),
+            theta,
+            batch_size=500,
+        )
         brute = np.asarray(logsumexp(ll, axis=0) - np.log(K))
         got = m.log_likelihood["obs"].values[chain, 0]
         assert np.abs(got - brute).max() < 0.3, np.abs(got - brute)
@@ -450,7 +496,9 @@ def test_integrated_log_lik_is_the_same_split_over_devices(sim, good_fit):
     post = good_fit.posterior
     assert jax.local_device_count() in (2, 4), "conftest and test modules set 2 or 4 host devices"
     groups = {n: jnp.asarray(post[n].values[0, :5], jnp.float32) for n in group_names(spec)}
-    theta = jnp.asarray(np.stack([post[n].values[0, :5] for n in spec.belief_model.patient_params], -1), jnp.float32)
+    theta = jnp.asarray(
+        np.stack([post[n].values[0, :5] for n in spec.belief_model.patient_params], -1), jnp.float32
+    )
     one = marginal_draws(spec, x, groups, theta, 16, jax.random.key(0))
     split = marginal_draws_on_devices(spec, x, groups, theta, 16, jax.random.key(0))
     # Float32 rounding only: the two programs compile the same arithmetic differently. The IS ESS

@@ -15,6 +15,8 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from plasticity_rl.plots import (
+    TITLE_NOTE_COLOR,
+    TITLE_NOTE_GID,
     WINDOW_GID,
     arm_colors,
     caption_of,
@@ -26,7 +28,6 @@ from plasticity_rl.plots import (
     sbc_ranks,
     window_posterior,
 )
-from plasticity_rl.plots.inference import TITLE_NOTE_COLOR, TITLE_NOTE_GID
 from plasticity_rl.plots.style import WINDOW_ALPHA, WINDOW_COLOR
 
 ARMS = ["placebo", "ketamine", "ketamine_cbt_window", "ketamine_cbt_delayed", "cbt_alone"]
@@ -48,17 +49,32 @@ def curves():
     for belief, (k, a) in itertools.product(("V", "S"), enumerate(ARMS)):
         for day in np.arange(DAYS + 1, dtype=float):
             m = 0.3 + 0.04 * k * (day > 8) + (0.02 if belief == "V" else 0.0)
-            rows.append({"belief": belief, "arm": a, "day": day, "mean": m, "hdi_low": m - 0.03, "hdi_high": m + 0.03})
+            rows.append(
+                {"belief": belief, "arm": a, "day": day, "mean": m, "hdi_low": m - 0.03, "hdi_high": m + 0.03}
+            )
     return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def contrasts(rng):
     rows = []
-    for belief, (a, b), day in itertools.product(("V", "S"), itertools.combinations(ARMS[:3], 2), (9.0, 12.0)):
+    for belief, (a, b), day in itertools.product(
+        ("V", "S"), itertools.combinations(ARMS[:3], 2), (9.0, 12.0)
+    ):
         m = float(rng.normal(0, 0.1))
-        rows.append({"belief": belief, "arm_a": a, "arm_b": b, "day": day, "mean": m, "sd": 0.05,
-                     "hdi_94%_low": m - 0.1, "hdi_94%_high": m + 0.1, "p_gt_0": float(rng.uniform())})
+        rows.append(
+            {
+                "belief": belief,
+                "arm_a": a,
+                "arm_b": b,
+                "day": day,
+                "mean": m,
+                "sd": 0.05,
+                "hdi_94%_low": m - 0.1,
+                "hdi_94%_high": m + 0.1,
+                "p_gt_0": float(rng.uniform()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -74,8 +90,16 @@ def window_table():
             alpha = 0.01 + (0.12 * np.exp(-((day - 8.5) ** 2) / 0.3) if dosed else 0.0)
             if dosed and j == 7 * spd + 3:
                 alpha *= 0.75  # the gated infusion step
-            rows.append({"arm": a, "step": int(j), "day": day, "alpha_mean": alpha,
-                         "hdi_low": 0.7 * alpha, "hdi_high": 1.4 * alpha})
+            rows.append(
+                {
+                    "arm": a,
+                    "step": int(j),
+                    "day": day,
+                    "alpha_mean": alpha,
+                    "hdi_low": 0.7 * alpha,
+                    "hdi_high": 1.4 * alpha,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -85,24 +109,45 @@ def recovery(rng):
     for level, name, n in (("group", "mu_A", 12), ("group", "phi", 12), ("patient", "A", 300)):
         t = rng.normal(2.0, 0.5, n)
         m = t + rng.normal(0, 0.2, n)
-        rows += [{"level": level, "parameter": name, "true": ti, "mean": mi, "sd": 0.18, "low": mi - 0.3,
-                  "high": mi + 0.3} for ti, mi in zip(t, m)]
+        rows += [
+            {
+                "level": level,
+                "parameter": name,
+                "true": ti,
+                "mean": mi,
+                "sd": 0.18,
+                "low": mi - 0.3,
+                "high": mi + 0.3,
+            }
+            for ti, mi in zip(t, m)
+        ]
     return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def sbc(rng):
-    rows = [{"parameter": p, "replicate": f"sbc-{r:04d}", "rank": int(rng.integers(0, 100)), "n_draws": 99}
-            for p in ("mu_A", "tau_A", "phi") for r in range(60)]
+    rows = [
+        {"parameter": p, "replicate": f"sbc-{r:04d}", "rank": int(rng.integers(0, 100)), "n_draws": 99}
+        for p in ("mu_A", "tau_A", "phi")
+        for r in range(60)
+    ]
     return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def compare_df():
     return pd.DataFrame(
-        {"rank": [0, 1, 2], "elpd_loo": [-100.0, -104.0, -130.0], "p_loo": [12.0, 10.0, 8.0],
-         "elpd_diff": [0.0, 4.0, 30.0], "weight": [0.8, 0.2, 0.0], "se": [5.0, 5.5, 6.0], "dse": [0.0, 2.0, 4.0],
-         "warning": [False, True, False], "scale": ["log"] * 3},
+        {
+            "rank": [0, 1, 2],
+            "elpd_loo": [-100.0, -104.0, -130.0],
+            "p_loo": [12.0, 10.0, 8.0],
+            "elpd_diff": [0.0, 4.0, 30.0],
+            "weight": [0.8, 0.2, 0.0],
+            "se": [5.0, 5.5, 6.0],
+            "dse": [0.0, 2.0, 4.0],
+            "warning": [False, True, False],
+            "scale": ["log"] * 3,
+        },
         index=["schema", "schema_asym", "rw"],
     )
 
@@ -122,14 +167,26 @@ def build(name, tables, **kw):
     return loo_comparison(tables["compare"], **kw)
 
 
-NAMES = ["posterior_belief_curves", "contrast_forest", "window_posterior", "recovery_scatter", "sbc_ranks",
-         "loo_comparison"]
+NAMES = [
+    "posterior_belief_curves",
+    "contrast_forest",
+    "window_posterior",
+    "recovery_scatter",
+    "sbc_ranks",
+    "loo_comparison",
+]
 
 
 @pytest.fixture(scope="module")
 def tables(curves, contrasts, window_table, recovery, sbc, compare_df):
-    return {"curves": curves, "contrasts": contrasts, "window": window_table, "recovery": recovery, "sbc": sbc,
-            "compare": compare_df}
+    return {
+        "curves": curves,
+        "contrasts": contrasts,
+        "window": window_table,
+        "recovery": recovery,
+        "sbc": sbc,
+        "compare": compare_df,
+    }
 
 
 def legend_texts(fig: Figure) -> list[str]:
@@ -271,7 +328,9 @@ def test_recovery_scatter_titles_and_identity(tables):
         expected = f"(expected {expected_r(g['true'].to_numpy(), g['sd'].to_numpy()):.2f})"
         assert (expected in ax.get_title()) == (g["level"].iloc[0] == "patient")
     texts = legend_texts(fig)
-    assert any(t.startswith("group-level") for t in texts) and any(t.startswith("patient-level") for t in texts)
+    assert any(t.startswith("group-level") for t in texts) and any(
+        t.startswith("patient-level") for t in texts
+    )
     fig2 = recovery_scatter(rec.drop(columns="level"))  # level is optional
     assert len(fig2.axes) == 3
 

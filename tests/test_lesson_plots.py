@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from plasticity_rl.config import bundled_config_path, config_from_dict, load_config
+from plasticity_rl.lessons import timing_grid
 from plasticity_rl.plots import (
     NOTE_GID,
     WINDOW_GID,
@@ -20,7 +21,6 @@ from plasticity_rl.plots import (
     single_patient,
     timing_heatmap,
 )
-from plasticity_rl.lessons import timing_grid
 from plasticity_rl.simulate import simulate
 
 
@@ -110,9 +110,18 @@ def test_clinician_vs_published(single, flagship_sim, tmp_path):
 
 def test_timing_heatmap_from_a_grid():
     delays = [-3.0, 0.0, 1.0, 2.0, 7.0]
-    rows = [{"A_mean": A, "delay_days": d, "V_followup": 0.3, "V_no_therapy": 0.25,
-             "benefit": 0.05 + 0.04 * A * np.exp(-((d - 1.0) ** 2)), "n_patients": 3}
-            for A in (0.0, 2.0, 4.0) for d in delays]
+    rows = [
+        {
+            "A_mean": A,
+            "delay_days": d,
+            "V_followup": 0.3,
+            "V_no_therapy": 0.25,
+            "benefit": 0.05 + 0.04 * A * np.exp(-((d - 1.0) ** 2)),
+            "n_patients": 3,
+        }
+        for A in (0.0, 2.0, 4.0)
+        for d in delays
+    ]
     fig = timing_heatmap(pd.DataFrame(rows))
     rendered(fig)
     assert gids(fig, NOTE_GID)

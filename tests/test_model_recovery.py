@@ -105,7 +105,9 @@ def rankings(tmp_path_factory):
             with open(root / f"{variant}.log", "w") as log:
                 workers[variant] = subprocess.Popen(
                     [sys.executable, "-c", _WORKER, variant, str(root), json.dumps(FIT), designs],
-                    stdout=log, stderr=subprocess.STDOUT)
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
         for variant, worker in workers.items():
             code = worker.wait(timeout=600)
             assert code == 0, f"{variant} worker failed:\n" + (root / f"{variant}.log").read_text()[-3000:]

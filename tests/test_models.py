@@ -161,8 +161,17 @@ def test_schema_by_hand():
     # step 1, o = 0: V = 0.9 * 0.3625 + 0.055 = 0.38125,       S = 0.55 - 0.1 * 0.55 = 0.495
     # step 2, session c = 1: V = 0.38125 + 0.5 * 0.61875 = 0.690625, S = 0.495 + 0.5 * 0.505 = 0.7475
     #         then o = 1:    V = 0.9 * 0.8453125 + 0.07475 = 0.83553125, S = 0.7475 + 0.1 * 0.2525 = 0.77275
-    p = {**PARAMS, "logit_alpha0": 0.0, "A": 0.0, "logit_S0": 0.0, "V0_offset": 0.0,
-         "kappa": 0.1, "epsilon": 0.2, "omega": 1.0, "mu_o": 0.5}
+    p = {
+        **PARAMS,
+        "logit_alpha0": 0.0,
+        "A": 0.0,
+        "logit_S0": 0.0,
+        "V0_offset": 0.0,
+        "kappa": 0.1,
+        "epsilon": 0.2,
+        "omega": 1.0,
+        "mu_o": 0.5,
+    }
     cs = [[0] * 4, [0] * 4, [1, 0, 0, 0], [0] * 4, [0] * 4, [0] * 4]
     got = run_np("schema", p, [0.0] * 6, [0.0] * 6, [1, 0, 1, 0, 0, 0], cs, [0, 0, 1, 0, 0, 0])
     np.testing.assert_allclose(got["V"][:3], [0.725, 0.38125, 0.83553125], rtol=1e-5)
@@ -207,7 +216,9 @@ def test_repeated_delta_rule_equals_n_sequential_updates(rate, n):
     got = float(repeated_delta_rule(jnp.float32(x), jnp.asarray(cs), jnp.int32(n), jnp.float32(rate)))
     assert got == pytest.approx(want, rel=1e-5, abs=1e-7)
     seq = sequential_updates(
-        Beliefs(jnp.float32(x), jnp.float32(x)), jnp.asarray(cs), jnp.int32(n),
+        Beliefs(jnp.float32(x), jnp.float32(x)),
+        jnp.asarray(cs),
+        jnp.int32(n),
         lambda s, c: Beliefs(delta_rule(s.V, c, rate), delta_rule(s.S, c, rate)),
     )
     assert float(seq.V) == pytest.approx(want, rel=1e-5, abs=1e-7)
@@ -216,7 +227,7 @@ def test_repeated_delta_rule_equals_n_sequential_updates(rate, n):
 def test_repeated_delta_rule_gradients_are_finite():
     cs = jnp.asarray([1.0, 0.0, 1.0, 1.0])
     for n in range(5):
-        g = jax.grad(lambda x, r: repeated_delta_rule(x, cs, n, r), argnums=(0, 1))(0.3, 0.05)
+        g = jax.grad(lambda x, r, n=n: repeated_delta_rule(x, cs, n, r), argnums=(0, 1))(0.3, 0.05)
         assert all(np.isfinite(np.asarray(v)) for v in g)
 
 
@@ -273,8 +284,11 @@ AFFINE = [n for n in VARIANTS if MODELS[n].affine_session]
 def _random_session(name, seed, shape=(64,), n_max=4):
     rng = np.random.default_rng(seed)
     m = get_model(name)
-    p = {k: jnp.asarray(v + 0.5 * rng.normal(size=shape), jnp.float32) for k, v in params_for(m).items()
-         if k in m.patient_params}
+    p = {
+        k: jnp.asarray(v + 0.5 * rng.normal(size=shape), jnp.float32)
+        for k, v in params_for(m).items()
+        if k in m.patient_params
+    }
     p.update({k: jnp.float32(v) for k, v in params_for(m).items() if k not in m.patient_params})
     r = m.rates(p, jnp.asarray(rng.uniform(0, 1, shape), jnp.float32), jnp.zeros(shape, jnp.float32))
     cs = jnp.asarray(rng.integers(0, 2, shape + (n_max,)), jnp.float32)
@@ -330,7 +344,9 @@ def test_mapped_and_branching_loops_give_the_same_beliefs_and_gradients(name, de
     cs = jnp.asarray(rng.integers(0, 2, (P, T, n_max)), jnp.float32)
 
     def beliefs(p, mapped):
-        tr = run_beliefs(m, p, g, gate, o, cs, n, session_steps=steps if mapped else None, dense_session_maps=dense)
+        tr = run_beliefs(
+            m, p, g, gate, o, cs, n, session_steps=steps if mapped else None, dense_session_maps=dense
+        )
         return tr.V, tr.S
 
     def loss(p, mapped):
@@ -338,7 +354,9 @@ def test_mapped_and_branching_loops_give_the_same_beliefs_and_gradients(name, de
         w = jnp.linspace(0.5, 1.5, V.size).reshape(V.shape)
         return jnp.sum(w * jnp.log(V)) + jnp.sum(jnp.sin(3.0 * S))
 
-    for a, b in zip(jax.jit(beliefs, static_argnums=1)(p, True), jax.jit(beliefs, static_argnums=1)(p, False)):
+    for a, b in zip(
+        jax.jit(beliefs, static_argnums=1)(p, True), jax.jit(beliefs, static_argnums=1)(p, False)
+    ):
         np.testing.assert_allclose(a, b, atol=5e-7)
     ga = jax.jit(jax.grad(loss), static_argnums=1)(p, True)
     gb = jax.jit(jax.grad(loss), static_argnums=1)(p, False)

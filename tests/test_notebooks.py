@@ -24,8 +24,12 @@ SECONDS: dict[str, float] = {}  # notebook -> run time, filled by test_notebook_
 
 def test_the_five_lessons_exist():
     assert [p.name for p in NOTEBOOKS] == [
-        "01_prediction_errors.ipynb", "02_ketamine_window.ipynb", "03_therapy_timing.ipynb",
-        "04_fitting_a_trial.ipynb", "05_trusting_a_fit.ipynb"]
+        "01_prediction_errors.ipynb",
+        "02_ketamine_window.ipynb",
+        "03_therapy_timing.ipynb",
+        "04_fitting_a_trial.ipynb",
+        "05_trusting_a_fit.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -47,13 +51,16 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
     nb = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
-    client = nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     seconds = SECONDS[path.name] = time.perf_counter() - t0
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    images = sum(
+        "image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert images >= 2, f"{path.name} shows {images} figures"
     if seconds > NOTEBOOK_BUDGET_S:
         warnings.warn(f"{path.name} took {seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s)", stacklevel=1)
@@ -67,8 +74,10 @@ def test_all_five_notebooks_ran():
     times = ", ".join(f"{name}: {s:.0f} s" for name, s in sorted(SECONDS.items()))
     assert all(s > 0 for s in SECONDS.values())
     if total > ALL_NOTEBOOKS_BUDGET_S:
-        warnings.warn(f"the notebooks took {total:.0f} s together ({times}); budget {ALL_NOTEBOOKS_BUDGET_S} s",
-                      stacklevel=1)
+        warnings.warn(
+            f"the notebooks took {total:.0f} s together ({times}); budget {ALL_NOTEBOOKS_BUDGET_S} s",
+            stacklevel=1,
+        )
 
 
 def test_timing_notebook_says_it_is_a_prediction():

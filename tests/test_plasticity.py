@@ -69,7 +69,7 @@ def test_kernel_is_zero_at_and_before_the_dose(kp):
 def test_gamma_kernel_gradients_are_finite_at_and_before_the_dose():
     # The likelihood differentiates through K: no NaN at tau <= 0 (the double-where pattern).
     for tau in (-5.0, 0.0, 5.0):
-        grads = jax.grad(lambda n, tk: gamma_kernel(tau, n, tk), argnums=(0, 1))(2.0, 12.0)
+        grads = jax.grad(lambda n, tk, tau=tau: gamma_kernel(tau, n, tk), argnums=(0, 1))(2.0, 12.0)
         assert all(np.isfinite(np.asarray(g)) for g in grads), (tau, grads)
 
 
@@ -152,7 +152,9 @@ def test_alpha_stays_below_one_for_a_large_boost():
 
 def gate_after_dose(dose_h=9.0, amount=1.0, hours=72.0):
     t = jnp.arange(0.0, hours, STEP_H)
-    g = acute_gate(t, STEP_H, jnp.asarray([dose_h]), jnp.asarray([amount]), INFUSION_H, HALF_LIFE_H, GONE_BY_H)
+    g = acute_gate(
+        t, STEP_H, jnp.asarray([dose_h]), jnp.asarray([amount]), INFUSION_H, HALF_LIFE_H, GONE_BY_H
+    )
     return np.asarray(t), np.asarray(g)
 
 
@@ -226,5 +228,5 @@ def test_arm_inputs_place_the_window_after_the_landed_dose(flagship_sim):
     assert np.all(g_k[ketamine, : dose_step + 1] == 0.0)
     assert int(g_k[ketamine].argmax()) == dose_step + int(24 / sch.step_hours)
     assert g_k[ketamine].max() == pytest.approx(2 * math.tanh(0.5), rel=1e-5)  # g(1) at k_max 2
-    assert gate[ketamine, dose_step] > 0.15 and gate[ketamine, : dose_step].max() == 0.0
+    assert gate[ketamine, dose_step] > 0.15 and gate[ketamine, :dose_step].max() == 0.0
     assert gate[ketamine, dose_step + 1 :].max() == 0.0  # gone by the next step (~2 h)

@@ -24,7 +24,9 @@ from plasticity_rl.plots import (
 )
 from plasticity_rl.simulate import simulate
 
-PATIENTS = 4  # per arm: shapes shared with tests/conftest.py and tests/test_experiments.py (JAX compiles once)
+PATIENTS = (
+    4  # per arm: shapes shared with tests/conftest.py and tests/test_experiments.py (JAX compiles once)
+)
 
 
 def small_sim(name: str, patients: int = PATIENTS):
@@ -78,8 +80,13 @@ def assert_axes_labelled(fig: Figure, skip_twins: bool = True):
             continue
         assert ax.get_xlabel() or ax.get_shared_x_axes().get_siblings(ax) != [ax], "x axis without a label"
     assert any(ax.get_ylabel() for ax in fig.axes)
-    assert all(ax.get_xlabel() for ax in fig.axes if ax.get_xlabel() is not None and ax.get_subplotspec() is not None
-               and ax.get_subplotspec().is_last_row())
+    assert all(
+        ax.get_xlabel()
+        for ax in fig.axes
+        if ax.get_xlabel() is not None
+        and ax.get_subplotspec() is not None
+        and ax.get_subplotspec().is_last_row()
+    )
 
 
 def test_window_spans_half_maximum_of_one_gamma_dose(flagship):
@@ -111,9 +118,14 @@ def test_time_course_figures(flagship, make):
 def test_arm_colours_follow_config_order(flagship):
     fig = belief_curves(flagship)
     leg = fig.axes[-1].get_legend()
-    by_label = {t.get_text(): to_hex(h.get_color()) for t, h in zip(leg.get_texts(), leg.legend_handles)
-                if t.get_text() in labels(flagship)}
-    assert [by_label[lab] for lab in labels(flagship)] == [c.lower() for c in OKABE_ITO[: len(labels(flagship))]]
+    by_label = {
+        t.get_text(): to_hex(h.get_color())
+        for t, h in zip(leg.get_texts(), leg.legend_handles)
+        if t.get_text() in labels(flagship)
+    }
+    assert [by_label[lab] for lab in labels(flagship)] == [
+        c.lower() for c in OKABE_ITO[: len(labels(flagship))]
+    ]
 
 
 def test_belief_curves_subset_and_labels(flagship):

@@ -11,6 +11,7 @@ from plasticity_rl.cli import app
 from plasticity_rl.config import config_from_dict
 from plasticity_rl.recovery import sbc_job
 
+
 @pytest.fixture
 def tiny_config(tmp_path, tiny_study):
     """The shared tiny study (conftest.py) as a config file: (path, dict)."""
@@ -25,7 +26,9 @@ def tiny_fit(tiny_study):
     return list(tiny_study[1])
 
 
-def test_two_fit_recovery_on_a_local_cluster_completes_and_a_rerun_skips_both(tmp_path, tiny_config, tiny_fit):
+def test_two_fit_recovery_on_a_local_cluster_completes_and_a_rerun_skips_both(
+    tmp_path, tiny_config, tiny_fit
+):
     cfg, _ = tiny_config
     out = tmp_path / "rec"
     argv = ["recover", str(cfg), "--datasets", "2", "--workers", "2", "--out", str(out), "--quiet", *tiny_fit]
@@ -64,8 +67,19 @@ def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tiny_config):
     _, data = tiny_config
     cfg = config_from_dict(data).model_dump(mode="json")
     res = sbc_job(cfg, seed=3, fit={"method": "nuts", "chains": 1, "warmup": 20, "draws": 20}, thin_to=19)
-    expected = {"mu_logit_alpha0", "mu_A", "mu_logit_S0", "tau_A", "kappa", "epsilon", "omega", "phi",
-                "sigma_baseline", "sigma_treated", "tau_k_hours"}
+    expected = {
+        "mu_logit_alpha0",
+        "mu_A",
+        "mu_logit_S0",
+        "tau_A",
+        "kappa",
+        "epsilon",
+        "omega",
+        "phi",
+        "sigma_baseline",
+        "sigma_treated",
+        "tau_k_hours",
+    }
     assert expected <= set(res["ranks"])
     ranks = np.array(list(res["ranks"].values()))
     assert ranks.min() >= 0 and ranks.max() <= 19 and res["n_draws"] == 19
@@ -80,13 +94,40 @@ def test_coverage_of_a_true_value_on_its_supports_bound_is_undefined_not_zero():
 
     rows = []
     for k in range(4):  # omega = 1 (flagship) can never be inside a central interval; kappa can
-        rows.append({"level": "group", "parameter": "omega", "patient": -1, "true": 1.0,
-                     "mean": 0.93, "low": 0.85, "high": 0.99})
-        rows.append({"level": "group", "parameter": "kappa", "patient": -1, "true": 0.3,
-                     "mean": 0.31, "low": 0.2, "high": 0.4})
+        rows.append(
+            {
+                "level": "group",
+                "parameter": "omega",
+                "patient": -1,
+                "true": 1.0,
+                "mean": 0.93,
+                "low": 0.85,
+                "high": 0.99,
+            }
+        )
+        rows.append(
+            {
+                "level": "group",
+                "parameter": "kappa",
+                "patient": -1,
+                "true": 0.3,
+                "mean": 0.31,
+                "low": 0.2,
+                "high": 0.4,
+            }
+        )
         # a truth fixed in the config but derived with round-off (spread ~1e-17): no correlation
-        rows.append({"level": "group", "parameter": "epsilon", "patient": -1, "true": 0.05 + k * 1e-17,
-                     "mean": 0.05 + 0.01 * k, "low": 0.0, "high": 0.1})
+        rows.append(
+            {
+                "level": "group",
+                "parameter": "epsilon",
+                "patient": -1,
+                "true": 0.05 + k * 1e-17,
+                "mean": 0.05 + 0.01 * k,
+                "low": 0.0,
+                "high": 0.1,
+            }
+        )
     summary = summarise_recovery(pd.DataFrame(rows)).set_index("parameter")
     assert np.isnan(summary.loc["omega", "coverage_90"])
     assert "bound" in summary.loc["omega", "note"]
@@ -106,7 +147,9 @@ def test_sbc_simulates_prior_draws_beyond_the_bounds_a_user_config_accepts(tiny_
     truth = {"tau_k_hours": 20.0, "phi": 12.0, "sigma_baseline": 6.0, "sigma_treated": 37.6}
     cfg = simulation_config(base, truth)
     assert cfg.plasticity.tau_k_hours == 20.0 and cfg.observations.ema.phi == 12.0
-    assert cfg.observations.visits.noise_sd_treated == 37.6 and base.observations.visits.noise_sd_treated == 10.0
+    assert (
+        cfg.observations.visits.noise_sd_treated == 37.6 and base.observations.visits.noise_sd_treated == 10.0
+    )
     sim = simulate(cfg)  # the simulator takes the drawn kernel: its window peaks 40 h after the dose
     g = np.asarray(sim.inputs.g_k)[int(np.argmax(np.asarray(sim.inputs.g_k).max(axis=1)))]
     dose_h = float(sim.schedules.dose_hours.max())

@@ -51,7 +51,9 @@ def run_dir(tmp_path_factory, tiny_study):
     cfg_path.write_text(yaml.safe_dump(data))
     # The whole pipeline (simulate, fit both variants, compare, report) with a deliberately short
     # fit, so the real diagnostics fail and the report must say so.
-    result = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(base / "runs"), "--quiet", *tiny_fit])
+    result = CliRunner().invoke(
+        app, ["run", str(cfg_path), "--out", str(base / "runs"), "--quiet", *tiny_fit]
+    )
     assert result.exit_code == 0, result.output
     folder = Path(result.output.strip().splitlines()[-1])
     assert (folder / "report.html").is_file(), "plasticity-rl run must write report.html"
@@ -60,8 +62,15 @@ def run_dir(tmp_path_factory, tiny_study):
 
     fit = folder / "fit"
     fit.mkdir()
-    pd.DataFrame({"parameter": ["mu_A", "kappa"], "mean": [2.9, 0.0076], "r_hat": [1.001, 1.32],
-                  "ess_bulk": [812.0, 14.0], "failed": [False, True]}).to_csv(fit / "summary.csv", index=False)
+    pd.DataFrame(
+        {
+            "parameter": ["mu_A", "kappa"],
+            "mean": [2.9, 0.0076],
+            "r_hat": [1.001, 1.32],
+            "ess_bulk": [812.0, 14.0],
+            "failed": [False, True],
+        }
+    ).to_csv(fit / "summary.csv", index=False)
     (fit / "diagnostics.json").write_text(json.dumps({"divergences": 0, "max_r_hat": 1.32, "ok": False}))
     result = CliRunner().invoke(app, ["report", str(folder), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -77,7 +86,9 @@ def test_report_is_self_contained(run_dir):
     assert not re.search(r"url\(\s*['\"]?(?!data:)", text), "CSS must not load anything"
     pngs = sorted((run_dir / "figures").glob("*.png"))
     assert {"single_patient.png", "clinician_vs_published.png", "belief_curves.png"} <= {p.name for p in pngs}
-    every_png = pngs + sorted(run_dir.glob("fit*/figures/*.png")) + sorted(run_dir.glob("compare/figures/*.png"))
+    every_png = (
+        pngs + sorted(run_dir.glob("fit*/figures/*.png")) + sorted(run_dir.glob("compare/figures/*.png"))
+    )
     assert text.count('<img src="data:image/png;base64,') == len(every_png)  # run, fits, comparison
     for p in pngs:  # each figure appears with its caption
         assert f'id="fig-{p.stem}"' in text
@@ -125,26 +136,46 @@ class PipeCDP:
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
 
-        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-                "--disable-extensions", "--hide-scrollbars", "--mute-audio", f"--user-data-dir={user_data_dir}",
-                "--remote-debugging-pipe", "about:blank"]
+        args = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            "--mute-audio",
+            f"--user-data-dir={user_data_dir}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
         # Chromium reads commands on fd 3 and writes replies on fd 4. A tiny Python trampoline moves
         # the pipe ends there and execs Chromium (not preexec_fn: a Python callback between fork and
         # exec can deadlock a multithreaded JAX process; not sh: dash rejects fd numbers above 9).
-        move = ("import os, sys; a, b = int(sys.argv[1]), int(sys.argv[2]); os.dup2(a, 3); os.dup2(b, 4); "
-                "os.close(a); os.close(b); os.set_inheritable(3, True); os.set_inheritable(4, True); "
-                "os.execv(sys.argv[3], sys.argv[3:])")
-        self.proc = subprocess.Popen([sys.executable, "-c", move, str(to_chrome_r), str(from_chrome_w), *args],
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     pass_fds=(to_chrome_r, from_chrome_w))
+        move = (
+            "import os, sys; a, b = int(sys.argv[1]), int(sys.argv[2]); os.dup2(a, 3); os.dup2(b, 4); "
+            "os.close(a); os.close(b); os.set_inheritable(3, True); os.set_inheritable(4, True); "
+            "os.execv(sys.argv[3], sys.argv[3:])"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", move, str(to_chrome_r), str(from_chrome_w), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(to_chrome_r, from_chrome_w),
+        )
         os.close(to_chrome_r), os.close(from_chrome_w)
         self._buf = b""
         self._id = 0
         self.events: list[dict] = []
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30.0):
+    def send(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30.0
+    ):
         self._id += 1
         msg = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -185,7 +216,9 @@ class PipeCDP:
                 raise TimeoutError("no answer from Chromium")
             chunk = os.read(self._r, 1 << 20)
             if not chunk:
-                raise RuntimeError("Chromium closed the pipe: " + self.proc.stderr.read().decode(errors="replace")[-2000:])
+                raise RuntimeError(
+                    "Chromium closed the pipe: " + self.proc.stderr.read().decode(errors="replace")[-2000:]
+                )
             self._buf += chunk
         msg, _, self._buf = self._buf.partition(b"\0")
         return json.loads(msg)
@@ -208,8 +241,10 @@ class PipeCDP:
 def test_report_in_headless_chromium(run_dir, tmp_path):
     binary = find_chromium()
     if binary is None:
-        pytest.skip("Chromium not found (install the Debian package 'chromium', or set CHROMIUM=/path/to/chrome); "
-                    "the browser check of report.html is skipped")
+        pytest.skip(
+            "Chromium not found (install the Debian package 'chromium', or set CHROMIUM=/path/to/chrome); "
+            "the browser check of report.html is skipped"
+        )
     url = (run_dir / "report.html").resolve().as_uri()
     cdp = PipeCDP(binary, tmp_path / "profile")
     try:
@@ -217,27 +252,46 @@ def test_report_in_headless_chromium(run_dir, tmp_path):
         s = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Network", "Runtime", "Log"):
             cdp.send(f"{domain}.enable", session=s)
-        cdp.send("Emulation.setDeviceMetricsOverride",
-                 {"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": False}, session=s)
+        cdp.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": False},
+            session=s,
+        )
         cdp.events.clear()
         cdp.send("Page.navigate", {"url": url}, session=s)
         cdp.wait_for("Page.loadEventFired", timeout=60)
         cdp.drain(1.0)  # late console messages or requests
         shot = cdp.send("Page.captureScreenshot", {"format": "png"}, session=s, timeout=60)
-        metrics = cdp.send("Runtime.evaluate", {"expression": "JSON.stringify([document.images.length, "
-                           "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length, "
-                           "document.body.scrollHeight])", "returnByValue": True}, session=s)
+        metrics = cdp.send(
+            "Runtime.evaluate",
+            {
+                "expression": "JSON.stringify([document.images.length, "
+                "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length, "
+                "document.body.scrollHeight])",
+                "returnByValue": True,
+            },
+            session=s,
+        )
     finally:
         cdp.close()
 
-    requests = [e["params"]["request"]["url"] for e in cdp.events if e.get("method") == "Network.requestWillBeSent"]
+    requests = [
+        e["params"]["request"]["url"] for e in cdp.events if e.get("method") == "Network.requestWillBeSent"
+    ]
     external = [u for u in requests if not u.startswith(("file:", "data:", "about:"))]
     assert not external, f"the report made external requests: {external[:5]}"
     assert any(u.startswith("file:") for u in requests), "the page itself was not requested"
-    console = [e for e in cdp.events if e.get("method") in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown")
-               and (e["method"] == "Runtime.exceptionThrown" or e["params"].get("type") in ("error", "assert"))]
-    logs = [e["params"]["entry"] for e in cdp.events if e.get("method") == "Log.entryAdded"
-            and e["params"]["entry"].get("level") == "error"]
+    console = [
+        e
+        for e in cdp.events
+        if e.get("method") in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown")
+        and (e["method"] == "Runtime.exceptionThrown" or e["params"].get("type") in ("error", "assert"))
+    ]
+    logs = [
+        e["params"]["entry"]
+        for e in cdp.events
+        if e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"
+    ]
     assert not console and not logs, f"console errors: {console[:3]} {logs[:3]}"
     n_img, n_loaded, height = json.loads(metrics["result"]["value"])
     assert n_img >= 5 and n_loaded == n_img, f"{n_loaded} of {n_img} embedded figures decoded"

@@ -59,13 +59,25 @@ def test_splitting_patients_over_host_devices_changes_no_number(flagship_cfg, ed
     import subprocess
     import sys
 
-    cfg = edit(flagship_cfg, **{"experiment.patients_per_arm": 103, "experiment.days": 28,
-                                "observations.visits.days": [0, 7, 28]})
+    cfg = edit(
+        flagship_cfg,
+        **{"experiment.patients_per_arm": 103, "experiment.days": 28, "observations.visits.days": [0, 7, 28]},
+    )
     arrays = {}
     for devices in (1, 2):
         out = tmp_path / f"{devices}.npz"
-        subprocess.run([sys.executable, "-c", _DEVICE_RUN, str(devices), str(out),
-                        json.dumps(cfg.model_dump(mode="json"))], check=True, timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _DEVICE_RUN,
+                str(devices),
+                str(out),
+                json.dumps(cfg.model_dump(mode="json")),
+            ],
+            check=True,
+            timeout=300,
+        )
         arrays[devices] = dict(np.load(out))
     assert arrays[1]["V"].shape == (515, 28 * 8)
     for name, one in arrays[1].items():
@@ -79,8 +91,13 @@ def test_a_different_seed_gives_different_draws(flagship_cfg, flagship_tables, e
     same_cols = ["patient", "arm", "session", "step", "n_c", "p_c"]
     pd.testing.assert_frame_equal(other["sessions"][same_cols], flagship_tables["sessions"][same_cols])
     # ... the draws are not
-    for name, col in [("patients", "logit_S0"), ("events", "outcome"), ("trajectories", "V"),
-                      ("ema", "rating"), ("visits", "score")]:
+    for name, col in [
+        ("patients", "logit_S0"),
+        ("events", "outcome"),
+        ("trajectories", "V"),
+        ("ema", "rating"),
+        ("visits", "score"),
+    ]:
         a, b = other[name][col].to_numpy(), flagship_tables[name][col].to_numpy()
         assert a.shape == b.shape
         assert not np.array_equal(a, b, equal_nan=True), name
@@ -217,8 +234,13 @@ def test_ema_rates_v_at_the_end_of_the_day(flagship_sim, flagship_tables):
 # --------------------------------------------------------------------------- schema
 
 
-DTYPES = {"string": pd.StringDtype(), "int64": np.dtype("int64"), "float64": np.dtype("float64"),
-          "int8": np.dtype("int8"), "bool": np.dtype("bool")}
+DTYPES = {
+    "string": pd.StringDtype(),
+    "int64": np.dtype("int64"),
+    "float64": np.dtype("float64"),
+    "int8": np.dtype("int8"),
+    "bool": np.dtype("bool"),
+}
 
 
 def expected_columns(table, model):

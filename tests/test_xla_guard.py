@@ -36,7 +36,7 @@ def _batched_equals_one_by_one():
         return dist.Beta(v * 18.0, (1.0 - v) * 18.0).log_prob(y)
 
     batched = np.asarray(log_density(V))
-    one_by_one = np.concatenate([np.asarray(log_density(V[i:i + 1])) for i in range(B)])
+    one_by_one = np.concatenate([np.asarray(log_density(V[i : i + 1])) for i in range(B)])
     return float(np.max(np.abs(batched - one_by_one)))
 
 
@@ -65,8 +65,13 @@ print("error:", _batched_equals_one_by_one())
 
 def _run_child(xla_flags: str) -> dict:
     env = {**os.environ, "XLA_FLAGS": xla_flags}
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(path=os.path.dirname(__file__))], env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(path=os.path.dirname(__file__))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return dict(line.split(": ", 1) for line in out.stdout.splitlines() if ": " in line)
 
@@ -87,10 +92,17 @@ def test_the_guard_survives_a_flag_without_dashes():
 def test_a_flags_file_is_left_alone():
     # XLA_FLAGS that do not start with "--" name a file XLA reads its flags from; adding a flag
     # to the name would make XLA look for another file and abort.
-    code = ("import os, warnings\nwith warnings.catch_warnings(record=True) as w:\n"
-            "    warnings.simplefilter('always')\n    import plasticity_rl\n"
-            "print(os.environ['XLA_FLAGS']); print(any('reads its flags' in str(x.message) for x in w))")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "XLA_FLAGS": "/tmp/my_xla_flags"},
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        "import os, warnings\nwith warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n    import plasticity_rl\n"
+        "print(os.environ['XLA_FLAGS']); print(any('reads its flags' in str(x.message) for x in w))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "XLA_FLAGS": "/tmp/my_xla_flags"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["/tmp/my_xla_flags", "True"]

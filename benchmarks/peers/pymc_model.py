@@ -22,8 +22,21 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 
-GROUP = ("mu_logit_alpha0", "mu_A", "mu_logit_S0", "tau_logit_alpha0", "tau_A", "tau_logit_S0",
-         "kappa", "epsilon", "omega", "phi", "sigma_baseline", "sigma_treated", "tau_k_hours")
+GROUP = (
+    "mu_logit_alpha0",
+    "mu_A",
+    "mu_logit_S0",
+    "tau_logit_alpha0",
+    "tau_A",
+    "tau_logit_S0",
+    "kappa",
+    "epsilon",
+    "omega",
+    "phi",
+    "sigma_baseline",
+    "sigma_treated",
+    "tau_k_hours",
+)
 
 
 def _arm_drive(d: dict, meta: dict, tau_k):
@@ -76,15 +89,27 @@ def build_model(d: dict, meta: dict) -> pm.Model:
             lp[name] = mu + tau * z
         # LogitNormal has no default transform in PyMC: give it the logit one NumPyro uses
         logodds = pm.distributions.transforms.logodds
-        kappa = pm.LogitNormal("kappa", pr["logit_kappa_loc"], pr["logit_sd"], initval=init["kappa"],
-                               default_transform=logodds)
-        epsilon = pm.LogitNormal("epsilon", pr["logit_epsilon_loc"], pr["logit_sd"], initval=init["epsilon"],
-                                 default_transform=logodds)
+        kappa = pm.LogitNormal(
+            "kappa", pr["logit_kappa_loc"], pr["logit_sd"], initval=init["kappa"], default_transform=logodds
+        )
+        epsilon = pm.LogitNormal(
+            "epsilon",
+            pr["logit_epsilon_loc"],
+            pr["logit_sd"],
+            initval=init["epsilon"],
+            default_transform=logodds,
+        )
         omega = pm.Beta("omega", pr["omega_a"], pr["omega_b"], initval=init["omega"])
         phi = pm.LogNormal("phi", pr["log_phi_loc"], pr["log_sd_phi"], initval=init["phi"])
-        sb = pm.LogNormal("sigma_baseline", pr["log_sb_loc"], pr["log_sd_sigma"], initval=init["sigma_baseline"])
-        st = pm.LogNormal("sigma_treated", pr["log_st_loc"], pr["log_sd_sigma"], initval=init["sigma_treated"])
-        tau_k = pm.LogNormal("tau_k_hours", pr["log_tau_k_loc"], pr["log_sd_window"], initval=init["tau_k_hours"])
+        sb = pm.LogNormal(
+            "sigma_baseline", pr["log_sb_loc"], pr["log_sd_sigma"], initval=init["sigma_baseline"]
+        )
+        st = pm.LogNormal(
+            "sigma_treated", pr["log_st_loc"], pr["log_sd_sigma"], initval=init["sigma_treated"]
+        )
+        tau_k = pm.LogNormal(
+            "tau_k_hours", pr["log_tau_k_loc"], pr["log_sd_window"], initval=init["tau_k_hours"]
+        )
         g = _arm_drive(d, meta, tau_k)[arm].T  # (T, N) drive of each patient's arm
 
         la0, boost, lS0 = lp["logit_alpha0"], lp["A"], lp["logit_S0"]
@@ -116,8 +141,12 @@ def build_model(d: dict, meta: dict) -> pm.Model:
             return V_new, S_new
 
         (V_traj, _), _ = pytensor.scan(
-            step, sequences=[alpha, pt.as_tensor_variable(o), mV, aV, mS, aS], outputs_info=[V0, S0],
-            non_sequences=[kappa, epsilon], strict=True, return_list=True,
+            step,
+            sequences=[alpha, pt.as_tensor_variable(o), mV, aV, mS, aS],
+            outputs_info=[V0, S0],
+            non_sequences=[kappa, epsilon],
+            strict=True,
+            return_list=True,
         )
         V_pad = pt.concatenate([V0[None, :], V_traj], axis=0)  # (T + 1, N)
 

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from plasticity_rl._engine.xla import disable_ynn_fusion
 
-disable_ynn_fusion()  # before anything computes: see plasticity_rl/_xla.py
+disable_ynn_fusion()  # before anything computes: see plasticity_rl/_engine/xla.py
 
 from plasticity_rl.config import Config, ConfigError, bundled_config_path, load_config
 from plasticity_rl.data import tables

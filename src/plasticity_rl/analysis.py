@@ -10,10 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 
+import arviz as az
 import jax
 import jax.numpy as jnp
-
-import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -43,8 +42,13 @@ def _hdi_each(draws: np.ndarray, prob: float = HDI_PROB) -> tuple[np.ndarray, np
 
 def _summary_row(x: np.ndarray) -> dict:
     lo, hi = _hdi(x)
-    return {"mean": float(np.mean(x)), "sd": float(np.std(x)), f"hdi_{HDI_PROB:.0%}_low": lo,
-            f"hdi_{HDI_PROB:.0%}_high": hi, "p_gt_0": float(np.mean(x > 0))}
+    return {
+        "mean": float(np.mean(x)),
+        "sd": float(np.std(x)),
+        f"hdi_{HDI_PROB:.0%}_low": lo,
+        f"hdi_{HDI_PROB:.0%}_high": hi,
+        "p_gt_0": float(np.mean(x > 0)),
+    }
 
 
 def default_contrast_days(cfg: Config) -> list[int]:
@@ -68,13 +72,22 @@ def arm_curves(idata: az.InferenceData) -> pd.DataFrame:
         lo, hi = _hdi_each(draws)
         for a, arm in enumerate(pp["arm"].values):
             for t, day in enumerate(pp["time"].values):
-                rows.append({"belief": belief, "arm": str(arm), "day": float(day),
-                             "mean": float(draws[:, a, t].mean()), "hdi_low": float(lo[a, t]),
-                             "hdi_high": float(hi[a, t])})
+                rows.append(
+                    {
+                        "belief": belief,
+                        "arm": str(arm),
+                        "day": float(day),
+                        "mean": float(draws[:, a, t].mean()),
+                        "hdi_low": float(lo[a, t]),
+                        "hdi_high": float(hi[a, t]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def belief_contrasts(idata: az.InferenceData, days: list[int], pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+def belief_contrasts(
+    idata: az.InferenceData, days: list[int], pairs: list[tuple[str, str]] | None = None
+) -> pd.DataFrame:
     """Posterior of arm_a - arm_b in mean V and S at the given days: mean, HDI, P(diff > 0)."""
     pp = idata.posterior_predictive
     arms = [str(a) for a in pp["arm"].values]
@@ -88,13 +101,19 @@ def belief_contrasts(idata: az.InferenceData, days: list[int], pairs: list[tuple
             for day in days:
                 t = times.index(min(times, key=lambda x: abs(x - day)))
                 diff = draws[:, arms.index(a), t] - draws[:, arms.index(b), t]
-                rows.append({"belief": belief, "arm_a": a, "arm_b": b, "day": float(times[t]), **_summary_row(diff)})
+                rows.append(
+                    {"belief": belief, "arm_a": a, "arm_b": b, "day": float(times[t]), **_summary_row(diff)}
+                )
     return pd.DataFrame(rows)
 
 
 # Flagship roles: the 2 x 2 factorial of infusion x in-window CBT.
-SYNERGY_ROLES = {"placebo": "placebo", "ketamine": "ketamine", "therapy": "cbt_alone",
-                 "combination": "ketamine_cbt_window"}
+SYNERGY_ROLES = {
+    "placebo": "placebo",
+    "ketamine": "ketamine",
+    "therapy": "cbt_alone",
+    "combination": "ketamine_cbt_window",
+}
 
 
 def synergy(idata: az.InferenceData, day: float, roles: dict[str, str] | None = None) -> pd.DataFrame:
@@ -112,9 +131,14 @@ def synergy(idata: az.InferenceData, day: float, roles: dict[str, str] | None = 
         d = _draws(pp[f"{belief}_arm"])[:, :, t]
         col = {k: d[:, arms.index(v)] for k, v in roles.items()}
         inter = (col["combination"] - col["ketamine"]) - (col["therapy"] - col["placebo"])
-        rows.append({"belief": belief, "day": float(times[t]), "contrast":
-                     f"({roles['combination']} - {roles['ketamine']}) - ({roles['therapy']} - {roles['placebo']})",
-                     **_summary_row(inter)})
+        rows.append(
+            {
+                "belief": belief,
+                "day": float(times[t]),
+                "contrast": f"({roles['combination']} - {roles['ketamine']}) - ({roles['therapy']} - {roles['placebo']})",
+                **_summary_row(inter),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -134,8 +158,13 @@ def _fitted_drive(idata: az.InferenceData) -> np.ndarray | None:
     shape, k_max = float(attrs["window_gamma_shape"]), float(attrs["window_saturation"])
 
     def one(th):
-        kp = KernelParams(0 if gamma else 1, shape, th.get("tau_k_hours", 1.0), th.get("tau_rise_hours", 1.0),
-                          th.get("tau_decay_hours", 2.0))
+        kp = KernelParams(
+            0 if gamma else 1,
+            shape,
+            th.get("tau_k_hours", 1.0),
+            th.get("tau_rise_hours", 1.0),
+            th.get("tau_decay_hours", 2.0),
+        )
         return arm_drive(t, dh, da, kp, k_max)
 
     return np.asarray(jax.jit(lambda th: jax.lax.map(one, th, batch_size=256))(taus), np.float64)
@@ -169,14 +198,28 @@ def window_curve(idata: az.InferenceData, steps_per_day: int) -> pd.DataFrame:
     fitted = g_draws is not None
     if not fitted:
         g_draws = np.asarray(const["g_k"])[None]  # one window for every draw
-    arms = [str(a) for a in const["arm"].values] if "arm" in const.coords else [str(a) for a in post["arm"].values]
+    arms = (
+        [str(a) for a in const["arm"].values]
+        if "arm" in const.coords
+        else [str(a) for a in post["arm"].values]
+    )
     rows = []
     for i, arm in enumerate(arms):
-        alpha = np.asarray(learning_rate(la0[:, None], A[:, None], g_draws[:, i], gate[i][None, :]), np.float64)
+        alpha = np.asarray(
+            learning_rate(la0[:, None], A[:, None], g_draws[:, i], gate[i][None, :]), np.float64
+        )
         lo, hi = _hdi_each(alpha)
         for j in range(gate.shape[1]):
-            rows.append({"arm": arm, "step": j, "day": j / steps_per_day, "alpha_mean": float(alpha[:, j].mean()),
-                         "hdi_low": float(lo[j]), "hdi_high": float(hi[j])})
+            rows.append(
+                {
+                    "arm": arm,
+                    "step": j,
+                    "day": j / steps_per_day,
+                    "alpha_mean": float(alpha[:, j].mean()),
+                    "hdi_low": float(lo[j]),
+                    "hdi_high": float(hi[j]),
+                }
+            )
     out = pd.DataFrame(rows)
     out.attrs["window_length"] = "fitted" if fitted else "fixed"  # read by the figure's caption
     return out
@@ -211,6 +254,14 @@ def window_parameters(idata: az.InferenceData, cfg: Config | None = None) -> pd.
     rows = []
     for n, (x, how) in values.items():
         lo, hi = _hdi(x) if x.size > 1 else (float(x[0]), float(x[0]))
-        rows.append({"parameter": n, "how": how, "mean": float(np.mean(x)), "sd": float(np.std(x)),
-                     f"hdi_{HDI_PROB:.0%}_low": lo, f"hdi_{HDI_PROB:.0%}_high": hi})
+        rows.append(
+            {
+                "parameter": n,
+                "how": how,
+                "mean": float(np.mean(x)),
+                "sd": float(np.std(x)),
+                f"hdi_{HDI_PROB:.0%}_low": lo,
+                f"hdi_{HDI_PROB:.0%}_high": hi,
+            }
+        )
     return pd.DataFrame(rows)

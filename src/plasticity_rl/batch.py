@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ def _compilation_cache() -> tuple[str, float] | None:
     import jax
 
     cache_dir = jax.config.jax_compilation_cache_dir
-    return (str(cache_dir), float(jax.config.jax_persistent_cache_min_compile_time_secs)) if cache_dir else None
+    return (
+        (str(cache_dir), float(jax.config.jax_persistent_cache_min_compile_time_secs)) if cache_dir else None
+    )
 
 
 def _run_one(job: Job, cache: tuple[str, float] | None = None) -> dict:
@@ -89,16 +92,19 @@ def _run_on_dask(todo, out, scheduler, n_workers, progress, description, skipped
     else:
         n = n_workers or min(len(todo), os.cpu_count() or 1)
         # One single-threaded process per core: JAX fits are CPU-bound and hold the GIL.
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        )
         client = Client(cluster)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, disable=not progress, transient=False) as bar:
             task = bar.add_task(f"{description} ({skipped} already done)", total=len(todo))
             cache = _compilation_cache()
-            futures = {client.submit(_run_one, job, cache, key=f"{job.name}-{os.getpid()}", pure=False): job
-                       for job in todo}
+            futures = {
+                client.submit(_run_one, job, cache, key=f"{job.name}-{os.getpid()}", pure=False): job
+                for job in todo
+            }
             for fut in as_completed(futures):
                 job = futures[fut]
                 write_json_atomic(result_path(out, job.name), fut.result())

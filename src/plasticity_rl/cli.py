@@ -9,7 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,13 +31,22 @@ ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).", sho
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the output path.")]
 Chains = Annotated[int, typer.Option(min=1, help="NUTS chains.")]
 Warmup = Annotated[int, typer.Option(min=0, help="NUTS warm-up draws per chain.")]
-TargetAccept = Annotated[float, typer.Option("--target-accept", min=0.5, max=0.99,
-                                             help="NUTS target acceptance (raise it if a fit diverges).")]
+TargetAccept = Annotated[
+    float,
+    typer.Option(
+        "--target-accept", min=0.5, max=0.99, help="NUTS target acceptance (raise it if a fit diverges)."
+    ),
+]
 Draws = Annotated[int, typer.Option(min=1, help="Posterior draws per chain.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit with code 3 if a fit fails its diagnostics.")]
-Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler (default: a LocalCluster).")]
-Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="LocalCluster worker processes (default: one per core).")]
-
+Scheduler = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Address of an existing Dask scheduler (default: a LocalCluster)."),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="LocalCluster worker processes (default: one per core)."),
+]
 
 
 class Reporter:
@@ -102,8 +111,10 @@ def _simulate_and_write(cfg, folder: Path, rep: Reporter, figures: bool) -> dict
     from plasticity_rl.data import tables, write_tables
     from plasticity_rl.simulate import simulate
 
-    with rep.stage(f"simulate {cfg.experiment.name}: {sum(cfg.patients_in(a) for a in cfg.all_arms())} "
-                   f"patients, {len(cfg.all_arms())} arms, {cfg.experiment.days} days"):
+    with rep.stage(
+        f"simulate {cfg.experiment.name}: {sum(cfg.patients_in(a) for a in cfg.all_arms())} "
+        f"patients, {len(cfg.all_arms())} arms, {cfg.experiment.days} days"
+    ):
         sim = simulate(cfg)
     with rep.stage("write tables (Parquet + CSV)"):
         tabs = tables(sim)
@@ -156,11 +167,15 @@ def _fail(exc: BaseException) -> None:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
     if isinstance(exc, KeyboardInterrupt):
-        err.print("[yellow]interrupted:[/yellow] no output folder was left; rerun the same command to start again "
-                  "(same config and seed give the same results)")
+        err.print(
+            "[yellow]interrupted:[/yellow] no output folder was left; rerun the same command to start again "
+            "(same config and seed give the same results)"
+        )
         raise typer.Exit(130)
     err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}")
-    err.print("please report it with the command line and config; rerun with PLASTICITY_RL_DEBUG=1 for a traceback")
+    err.print(
+        "please report it with the command line and config; rerun with PLASTICITY_RL_DEBUG=1 for a traceback"
+    )
     import os
 
     if os.environ.get("PLASTICITY_RL_DEBUG"):
@@ -170,10 +185,20 @@ def _fail(exc: BaseException) -> None:
 
 @app.command()
 def run(
-    config: Annotated[Optional[Path], typer.Argument(help="Experiment config (YAML). Default: the bundled flagship trial.", show_default=False)] = None,
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Experiment config (YAML). Default: the bundled flagship trial.", show_default=False
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of run folders.")] = Path("runs"),
     figures: Annotated[bool, typer.Option(help="Draw the teaching figures.")] = True,
-    fit: Annotated[bool, typer.Option(help="Fit the data with the config's variant and its foil, then compare them (PSIS-LOO).")] = True,
+    fit: Annotated[
+        bool,
+        typer.Option(
+            help="Fit the data with the config's variant and its foil, then compare them (PSIS-LOO)."
+        ),
+    ] = True,
     chains: Chains = 4,
     warmup: Warmup = 500,
     draws: Draws = 1000,
@@ -188,8 +213,8 @@ def run(
     fit-<variant>/ for the config's variant and its foil (schema vs schema_ungated), compare/
     (PSIS-LOO), report.html and manifest.json.
     """
-    from plasticity_rl.runs import atomic_dir, unique_run_dir, write_manifest, write_run_metadata
     from plasticity_rl.inference.fit import FitSettings
+    from plasticity_rl.runs import atomic_dir, unique_run_dir, write_manifest, write_run_metadata
     from plasticity_rl.workflow import compare_fits
 
     rep = Reporter(quiet)
@@ -201,8 +226,13 @@ def run(
             write_run_metadata(folder, cfg)
             made = _simulate_and_write(cfg, folder, rep, figures)
             if fit:
-                settings = FitSettings(chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed,
-                                       target_accept=target_accept)
+                settings = FitSettings(
+                    chains=chains,
+                    warmup=warmup,
+                    draws=draws,
+                    seed=cfg.experiment.seed,
+                    target_accept=target_accept,
+                )
                 from plasticity_rl.models import foil_of
 
                 variants = list(dict.fromkeys([cfg.model.variant, foil_of(cfg.model.variant)]))
@@ -226,59 +256,41 @@ def run(
         raise typer.Exit(EXIT_FIT_FAILED)
 
 
-def _timed(fun, *args):
-    t0 = time.perf_counter()
-    return fun(*args), time.perf_counter() - t0
-
-
 def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: Reporter) -> list:
-    """Fit each variant into ``folder / fit-<variant>``; one fit's folder is written while the next samples.
+    """:func:`plasticity_rl.workflow.fit_variants`, reported in the console as each step happens."""
+    from contextlib import contextmanager
 
-    Why. After sampling, a fit folder takes ~10-20 s to finish (posterior.nc, the integrated LOO,
-    diagnostics, figures), much of it on one core (Python, tracing, XLA compiling); the next
-    fit's start (ADVI, compiling its sampler) is also mostly on one core, so the two together
-    keep both cores busy (benchmarks/README.md). One writer thread: folders are
-    finished in order, never two at once (matplotlib's settings are global). The fits
-    themselves run here, one after the other, exactly as before: same programs, same draws.
-    """
-    from concurrent.futures import ThreadPoolExecutor
+    from plasticity_rl.workflow import fit_variants
 
-    from plasticity_rl.workflow import fit_posterior, write_fit_folder
+    @contextmanager
+    def fitting(variant):
+        with rep.stage(
+            f"fit {variant} (NUTS, {settings.chains} chains x {settings.warmup} + {settings.draws})"
+        ) as say:
+            yield _iterations(say, settings.warmup)
 
-    jobs = []
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fit-folder")
-    try:
-        for variant in variants:
-            for job in jobs:  # a folder that failed to write stops the run now, not after the next fit
-                if job.done():
-                    job.result()
-            t0 = time.perf_counter()
-            with rep.stage(f"fit {variant} (NUTS, {settings.chains} chains x {settings.warmup} + {settings.draws})") as say:
-                idata = fit_posterior(tabs, cfg, variant, settings, progress=_iterations(say, settings.warmup))
-            out = folder / f"fit-{variant}"
-            out.mkdir()
-            jobs.append(writer.submit(_timed, write_fit_folder, idata, tabs, cfg, variant, out, settings,
-                                      time.perf_counter() - t0))
-        outcomes = []
-        for i, (variant, job) in enumerate(zip(variants, jobs)):
-            what = f"write fit-{variant}: integrated LOO, diagnostics, figures"
-            with rep.wait(what):
-                outcome, seconds = job.result()
-            overlap = ", while the next fit ran" if i + 1 < len(variants) else ""
-            rep.line(f"[green]✓[/green] {what} [dim]({seconds:.1f} s{overlap})[/dim]")
-            _report_fit(outcome, rep)
-            outcomes.append(outcome)
-        return outcomes
-    finally:
-        # On an error or Ctrl-C: drop what has not started, and wait for what has (JAX work
-        # cannot be interrupted), so nothing writes into the run's folder once it is removed.
-        writer.shutdown(wait=True, cancel_futures=True)
+    def waiting(variant):
+        return rep.wait(f"write fit-{variant}: integrated LOO, diagnostics, figures")
+
+    def written(outcome, seconds: float, overlapped: bool):
+        overlap = ", while the next fit ran" if overlapped else ""
+        rep.line(
+            f"[green]✓[/green] write fit-{outcome.variant}: integrated LOO, diagnostics, figures "
+            f"[dim]({seconds:.1f} s{overlap})[/dim]"
+        )
+        _report_fit(outcome, rep)
+
+    return fit_variants(
+        tabs, cfg, variants, folder, settings, fitting=fitting, waiting=waiting, written=written
+    )
 
 
 @app.command()
 def simulate(
     config: ConfigArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the tables into (must not exist).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write the tables into (must not exist).")
+    ],
     force: Annotated[bool, typer.Option("--force", help="Replace the folder if it exists.")] = False,
     quiet: Quiet = False,
 ):
@@ -302,7 +314,9 @@ def simulate(
 @app.command()
 def validate(
     config: ConfigArg,
-    show: Annotated[bool, typer.Option("--show", help="Print the resolved config (all defaults filled in).")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Print the resolved config (all defaults filled in).")
+    ] = False,
 ):
     """Check a config; print what it describes, or every problem with its field path."""
     try:
@@ -313,17 +327,23 @@ def validate(
         print(config_to_yaml(cfg), end="")
         return
     arms = cfg.all_arms()
-    err.print(f"[green]ok[/green] {config}: experiment {cfg.experiment.name!r}, model {cfg.model.variant}, "
-              f"{cfg.experiment.days} days x {cfg.experiment.steps_per_day} steps, seed {cfg.experiment.seed}")
+    err.print(
+        f"[green]ok[/green] {config}: experiment {cfg.experiment.name!r}, model {cfg.model.variant}, "
+        f"{cfg.experiment.days} days x {cfg.experiment.steps_per_day} steps, seed {cfg.experiment.seed}"
+    )
     for arm in arms:
         doses = sum(d.repeat for d in arm.doses)
         sessions = sum(s.repeat for s in arm.sessions)
-        err.print(f"  {arm.name:<24} {cfg.patients_in(arm):>6} patients  {doses} dose(s)  {sessions} session(s)")
+        err.print(
+            f"  {arm.name:<24} {cfg.patients_in(arm):>6} patients  {doses} dose(s)  {sessions} session(s)"
+        )
 
 
 @app.command()
 def figures(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by 'plasticity-rl run'.", show_default=False)],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder written by 'plasticity-rl run'.", show_default=False)
+    ],
     quiet: Quiet = False,
 ):
     """Redraw the figures of a run folder from its resolved config (same seed, same data)."""
@@ -347,7 +367,9 @@ def figures(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by 'plasticity-rl run'.", show_default=False)],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder written by 'plasticity-rl run'.", show_default=False)
+    ],
     quiet: Quiet = False,
 ):
     """Write RUN_DIR/report.html: a self-contained page (figures embedded, no scripts, no network)."""
@@ -367,26 +389,57 @@ def report(
 
 @app.command("fit")
 def fit_cmd(
-    data: Annotated[Path, typer.Argument(help="A run folder, or a folder of tables (events, ema, visits, ...).", show_default=False)],
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config describing the data's arms and schedule (default: DATA/config.yaml).")] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", help="Model variant (default: the config's).")] = None,
-    method: Annotated[str, typer.Option("--method", help="nuts (default), or svi: a fast APPROXIMATE variational fit.")] = "nuts",
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder, or a folder of tables (events, ema, visits, ...).", show_default=False
+        ),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config describing the data's arms and schedule (default: DATA/config.yaml).",
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Model variant (default: the config's).")
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="nuts (default), or svi: a fast APPROXIMATE variational fit.")
+    ] = "nuts",
     chains: Chains = 4,
     warmup: Warmup = 500,
     draws: Draws = 1000,
     target_accept: TargetAccept = 0.8,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
-    fixed_window: Annotated[bool, typer.Option("--fixed-window", help="Hold the plasticity kernel's time constants at the config's values instead of fitting them.")] = False,
-    fix: Annotated[Optional[list[str]], typer.Option("--fix", help="Hold a parameter at a value instead of fitting it: NAME=VALUE (repeatable; see 'plasticity-rl params').", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Fit folder (default: DATA/fit-<variant>).")] = None,
+    fixed_window: Annotated[
+        bool,
+        typer.Option(
+            "--fixed-window",
+            help="Hold the plasticity kernel's time constants at the config's values instead of fitting them.",
+        ),
+    ] = False,
+    fix: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fix",
+            help="Hold a parameter at a value instead of fitting it: NAME=VALUE (repeatable; see 'plasticity-rl params').",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Fit folder (default: DATA/fit-<variant>).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the fit folder if it exists.")] = False,
     strict: Strict = False,
     quiet: Quiet = False,
 ):
     """Fit a trial hierarchically (NumPyro) and write posterior.nc, summary, diagnostics, contrasts and figures."""
+    from plasticity_rl.inference.fit import FitSettings
     from plasticity_rl.models import get_model
     from plasticity_rl.runs import atomic_dir
-    from plasticity_rl.inference.fit import FitSettings
     from plasticity_rl.workflow import fit_to_folder, load_data_folder
 
     rep = Reporter(quiet)
@@ -401,13 +454,22 @@ def fit_cmd(
             raise ConfigError([f"--variant: {exc}"]) from None
         target = out or data / f"fit-{variant}"
         held = _parse_fix(fix or [], variant, cfg)
-        settings = FitSettings(method=method, chains=chains, warmup=warmup, draws=draws, seed=seed,
-                               target_accept=target_accept, fit_window=not fixed_window,
-                               fixed=tuple(sorted(held.items())))
+        settings = FitSettings(
+            method=method,
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            seed=seed,
+            target_accept=target_accept,
+            fit_window=not fixed_window,
+            fixed=tuple(sorted(held.items())),
+        )
         label = "SVI, approximate" if method == "svi" else f"NUTS, {chains} chains x {warmup} + {draws}"
         with atomic_dir(target, overwrite=force) as folder:
             with rep.stage(f"fit {variant} ({label})") as say:
-                outcome = fit_to_folder(tabs, cfg, variant, folder, settings, progress=_iterations(say, warmup))
+                outcome = fit_to_folder(
+                    tabs, cfg, variant, folder, settings, progress=_iterations(say, warmup)
+                )
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     outcome = outcome.__class__(target, outcome.variant, outcome.passed, outcome.failures, outcome.seconds)
@@ -439,7 +501,9 @@ def _parse_fix(items: list[str], variant: str, cfg) -> dict[str, float]:
 
 @app.command()
 def params(
-    level: Annotated[Optional[str], typer.Option("--level", help="Only this level: patient, group or fixed.")] = None,
+    level: Annotated[
+        str | None, typer.Option("--level", help="Only this level: patient, group or fixed.")
+    ] = None,
 ):
     """Print the parameter table: every model parameter once, with level, default, unit, prior and config field."""
     from plasticity_rl.params import PARAMS
@@ -460,8 +524,13 @@ def params(
 
 @app.command()
 def compare(
-    fits: Annotated[list[Path], typer.Argument(help="Fit folders of different variants on the same data.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write loo.csv and the figure.")] = Path("compare"),
+    fits: Annotated[
+        list[Path],
+        typer.Argument(help="Fit folders of different variants on the same data.", show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write loo.csv and the figure.")] = Path(
+        "compare"
+    ),
 ):
     """Compare fitted variants by PSIS-LOO (leave one patient out): ELPD differences with SE."""
     from plasticity_rl.workflow import compare_fits
@@ -480,32 +549,39 @@ def compare(
 @app.command()
 def recover(
     config: ConfigArg,
-    datasets: Annotated[int, typer.Option("--datasets", "-k", min=1, help="Simulated data sets to fit.")] = 10,
+    datasets: Annotated[
+        int, typer.Option("--datasets", "-k", min=1, help="Simulated data sets to fit.")
+    ] = 10,
     chains: Chains = 2,
     warmup: Warmup = 300,
     draws: Draws = 300,
     target_accept: TargetAccept = 0.8,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Study folder (rerun to resume: finished fits are skipped).")] = Path("recovery"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Study folder (rerun to resume: finished fits are skipped).")
+    ] = Path("recovery"),
     scheduler: Scheduler = None,
     workers: Workers = None,
     quiet: Quiet = False,
 ):
     """Parameter recovery: simulate K data sets from the config, fit each, report r, bias and 90% coverage."""
-    from plasticity_rl.recovery import recover as run_recovery
     from plasticity_rl.inference.fit import FitSettings
+    from plasticity_rl.recovery import recover as run_recovery
 
     try:
         cfg = _load(config)
         settings = FitSettings(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept)
-        table, summary = run_recovery(cfg, datasets, out, settings,
-                                      scheduler=scheduler, n_workers=workers, progress=not quiet)
+        table, summary = run_recovery(
+            cfg, datasets, out, settings, scheduler=scheduler, n_workers=workers, progress=not quiet
+        )
         table.to_csv(out / "recovery.csv", index=False)
         summary.to_csv(out / "recovery_summary.csv", index=False)
         from plasticity_rl.plots import recovery_scatter, save_figure
 
         note = _failed_fits_note(table, "dataset")
         for level, g in table.groupby("level"):
-            save_figure(recovery_scatter(g, title_note=note), out / "figures", f"recovery_{level}", ("png", "svg"))
+            save_figure(
+                recovery_scatter(g, title_note=note), out / "figures", f"recovery_{level}", ("png", "svg")
+            )
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     print(summary.round(3).to_string(index=False))
@@ -514,7 +590,9 @@ def recover(
 @app.command()
 def sbc(
     config: ConfigArg,
-    reps: Annotated[int, typer.Option("--reps", "-n", min=1, help="Replications (100 or more for a real check).")] = 100,
+    reps: Annotated[
+        int, typer.Option("--reps", "-n", min=1, help="Replications (100 or more for a real check).")
+    ] = 100,
     chains: Chains = 2,
     warmup: Warmup = 300,
     draws: Draws = 300,
@@ -525,14 +603,15 @@ def sbc(
     quiet: Quiet = False,
 ):
     """Simulation-based calibration: rank histograms and a chi-square uniformity test per group parameter."""
-    from plasticity_rl.recovery import sbc as run_sbc
     from plasticity_rl.inference.fit import FitSettings
+    from plasticity_rl.recovery import sbc as run_sbc
 
     try:
         cfg = _load(config)
         settings = FitSettings(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept)
-        ranks, uniformity = run_sbc(cfg, reps, out, settings,
-                                    scheduler=scheduler, n_workers=workers, progress=not quiet)
+        ranks, uniformity = run_sbc(
+            cfg, reps, out, settings, scheduler=scheduler, n_workers=workers, progress=not quiet
+        )
         ranks.to_csv(out / "sbc_ranks.csv", index=False)
         uniformity.to_csv(out / "sbc_uniformity.csv", index=False)
         from plasticity_rl.plots import save_figure, sbc_ranks

@@ -23,7 +23,6 @@ Hour = Annotated[float, Field(ge=0.0, lt=24.0)]
 Day = Annotated[int, Field(ge=0)]
 
 
-
 def _field(name: str):
     """A config field whose default, allowed range and description come from the parameter table."""
     p = param(name)
@@ -34,8 +33,10 @@ def _field(name: str):
 
 def _population(name: str):
     p = param(name)
-    return Field(default_factory=lambda: NormalDist(mean=p.default, sd=p.default_sd),
-                 description=f"{p.meaning}: Normal(mean, sd) over patients [{p.unit}]")
+    return Field(
+        default_factory=lambda: NormalDist(mean=p.default, sd=p.default_sd),
+        description=f"{p.meaning}: Normal(mean, sd) over patients [{p.unit}]",
+    )
 
 
 class ConfigError(ValueError):
@@ -234,7 +235,9 @@ class Observations(_Strict):
 
 
 class ModelSpec(_Strict):
-    variant: str = Field(default="schema", description="the belief model (plasticity_rl.models.register adds one)")
+    variant: str = Field(
+        default="schema", description="the belief model (plasticity_rl.models.register adds one)"
+    )
     # Parameters a fit holds at a value instead of estimating (name -> value on the parameter's
     # own scale; a patient-level one gives every patient that value). The simulator ignores it.
     fixed: dict[str, float] = Field(default_factory=dict, description="parameters a fit holds fixed")

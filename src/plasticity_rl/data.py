@@ -8,9 +8,8 @@ are logged for it and beliefs carry on unchanged. The two are kept apart by name
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,8 +30,12 @@ SCHEMA: dict[str, dict[str, tuple[str, str, str]]] = {
     "patients": {
         "patient": ("int64", ">= 0", "patient id, unique in the trial"),
         "arm": ("string", "", "arm name"),
-        "<param>": ("float64", "unconstrained", "true per-patient parameters of the model variant "
-                    "(logit_alpha0, A, logit_S0; asymmetric: logit_alpha0_pos/neg, A_pos/neg)"),
+        "<param>": (
+            "float64",
+            "unconstrained",
+            "true per-patient parameters of the model variant "
+            "(logit_alpha0, A, logit_S0; asymmetric: logit_alpha0_pos/neg, A_pos/neg)",
+        ),
         "alpha0": ("float64", "(0, 1)", "baseline learning rate (alpha0+ in asymmetric variants)"),
         "S0": ("float64", "(0, 1)", "initial schema (core belief)"),
         "V0": ("float64", "(0, 1)", "initial day-to-day expectation"),
@@ -42,7 +45,11 @@ SCHEMA: dict[str, dict[str, tuple[str, str, str]]] = {
         "arm": ("string", "", "arm name"),
         "step": ("int64", "0 .. days*steps_per_day-1", "time step"),
         "day": ("float64", "days", "time of the step's start (step / steps_per_day)"),
-        "kind": ("string", "everyday | corrective", "everyday experience or a corrective experience in a session"),
+        "kind": (
+            "string",
+            "everyday | corrective",
+            "everyday experience or a corrective experience in a session",
+        ),
         "index": ("int64", ">= 0", "order within the step (corrective experiences come first, in order)"),
         "outcome": ("int8", "0 | 1", "perceived outcome (1 = went well)"),
     },
@@ -83,7 +90,11 @@ SCHEMA: dict[str, dict[str, tuple[str, str, str]]] = {
         "missing": ("bool", "", "True: not recorded (score empty)"),
         "expected": ("float64", "MADRS points", "simulation truth: m_max (1 - V) - D - E, no noise"),
         "drug_lift": ("float64", "MADRS points", "simulation truth: acute drug-state lift D(t)"),
-        "infusion_response": ("float64", "MADRS points", "simulation truth: non-specific infusion response E(t)"),
+        "infusion_response": (
+            "float64",
+            "MADRS points",
+            "simulation truth: non-specific infusion response E(t)",
+        ),
     },
 }
 
@@ -107,7 +118,9 @@ def arms_table(sim: Simulation) -> pd.DataFrame:
                 "session_days": _times(sessions),
             }
         )
-    return pd.DataFrame(rows).astype({"arm": "string", "label": "string", "dose_days": "string", "session_days": "string"})
+    return pd.DataFrame(rows).astype(
+        {"arm": "string", "label": "string", "dose_days": "string", "session_days": "string"}
+    )
 
 
 def _base(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:

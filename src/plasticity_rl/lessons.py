@@ -10,8 +10,8 @@ here and handed to the figure as a table::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,9 @@ def timing_grid(
     """
     cfg = as_config(config if config is not None else "timing_sweep")
     if cfg.timing_sweep is None:
-        raise ValueError(f"timing_grid needs a config with a 'timing_sweep' section; {cfg.experiment.name!r} has none")
+        raise ValueError(
+            f"timing_grid needs a config with a 'timing_sweep' section; {cfg.experiment.name!r} has none"
+        )
     data = cfg.model_dump(mode="json")
     data["arms"] = []
     data["timing_sweep"]["include_no_therapy"] = True
@@ -57,8 +59,16 @@ def timing_grid(
         ref = float(V[sim.arm_index == names.index("no_therapy")].mean())
         for d in sim.config.timing_sweep.delays_days:
             m = V[sim.arm_index == names.index(sweep_arm_name(d))]
-            rows.append({"A_mean": float(A), "delay_days": float(d), "V_followup": float(m.mean()),
-                         "V_no_therapy": ref, "benefit": float(m.mean()) - ref, "n_patients": int(m.size)})
+            rows.append(
+                {
+                    "A_mean": float(A),
+                    "delay_days": float(d),
+                    "V_followup": float(m.mean()),
+                    "V_no_therapy": ref,
+                    "benefit": float(m.mean()) - ref,
+                    "n_patients": int(m.size),
+                }
+            )
     out = pd.DataFrame(rows)
     out.attrs["config"] = cfg.experiment.name
     out.attrs["sweep_config"] = cfg

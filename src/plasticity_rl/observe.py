@@ -31,7 +31,6 @@ RATING_RANGE = (1e-6, 1.0 - 1e-6)  # simulated ratings are kept strictly inside 
 PHI_MAX = LGAMMA_MAX  # the EMA precision's cap inside the likelihood
 
 
-
 def _xp(a):
     """jax.numpy for JAX arrays (traced in the likelihood), NumPy otherwise (the simulator)."""
     return jnp if isinstance(a, jax.Array) else np
@@ -126,8 +125,13 @@ def ema_log_lik(V_end, phi, ratings, recorded):
     # The Beta density written out: a + b = phi, so log B(a, b) = lgamma(a) + lgamma(b) - lgamma(phi).
     # NumPyro's Beta goes through betaln's general algorithm, which made this term's gradient
     # ~1.7x dearer (a tenth of the flagship's likelihood gradient).
-    lp = ((a - 1.0) * jnp.log(ratings) + (b - 1.0) * jnp.log1p(-ratings)
-          + lgamma_positive(phi) - lgamma_positive(a) - lgamma_positive(b))
+    lp = (
+        (a - 1.0) * jnp.log(ratings)
+        + (b - 1.0) * jnp.log1p(-ratings)
+        + lgamma_positive(phi)
+        - lgamma_positive(a)
+        - lgamma_positive(b)
+    )
     return jnp.where(recorded, lp, 0.0)
 
 

@@ -44,8 +44,10 @@ class Param:
     support: tuple[float, float] = (-math.inf, math.inf)  # the fit's support (inclusive ends)
     prior: tuple = ()  # see the module docstring; () for fixed parameters
     default_sd: float | None = None  # patient level: the population SD
-    limits: dict[str, float] = field(default_factory=dict)  # the config's allowed range (pydantic gt/ge/lt/le)
-    applies: str = ""  # when it is fitted: "" always (if the variant uses it), else "gamma", "diffexp", "ema", "visits"
+    # the config's allowed range (pydantic gt/ge/lt/le)
+    limits: dict[str, float] = field(default_factory=dict)
+    # when it is fitted: "" always (if the variant uses it), else "gamma", "diffexp", "ema", "visits"
+    applies: str = ""
     source: str = ""
 
     @property
@@ -81,6 +83,8 @@ _UNIT = (0.0, 1.0)
 _POS = (0.0, math.inf)
 _OPEN_UNIT = {"gt": 0.0, "lt": 1.0}
 
+# The table reads best as a table: one entry per parameter, not one line per field.
+# fmt: off
 _ROWS = (
     # ------------------------------------------------------------------ per patient
     Param("logit_alpha0", "patient", "population.logit_alpha0", -4.595, "logit", "logit α0",
@@ -187,6 +191,7 @@ _ROWS = (
           7.0, "days", "E t½", "half-life of the non-specific infusion response E(t)",
           limits={"gt": 0.0, "le": 365.0}),
 )
+# fmt: on
 
 PARAMS: dict[str, Param] = {p.name: p for p in _ROWS}
 
@@ -256,6 +261,8 @@ def belief_values(cfg: Any) -> dict[str, float]:
     ones it uses), V0_offset, and mu_o, the mean everyday outcome (V's quasi-equilibrium start).
     """
     out = {"mu_o": mean_outcome(cfg)}
-    out.update({p.name: float(config_value(cfg, p.name)) for p in _ROWS if p.level == "group" and not p.applies})
+    out.update(
+        {p.name: float(config_value(cfg, p.name)) for p in _ROWS if p.level == "group" and not p.applies}
+    )
     out["V0_offset"] = float(config_value(cfg, "V0_offset"))
     return out

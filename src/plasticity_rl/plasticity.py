@@ -104,8 +104,9 @@ def dissociation(tau_h, infusion_hours, half_life_hours, gone_by_hours):
     return jnp.clip(above / (1.0 - floor), 0.0, 1.0)
 
 
-def acute_gate(t_hours, step_hours, dose_hours, dose_amounts, infusion_hours, half_life_hours,
-               gone_by_hours, substeps=24):
+def acute_gate(
+    t_hours, step_hours, dose_hours, dose_amounts, infusion_hours, half_life_hours, gone_by_hours, substeps=24
+):
     """gate_j in [0, 1]: the mean dissociative state over step j (any dose with amount > 0).
 
     Averaging over the step, not sampling its start, so a dose given mid-step still gates it.
@@ -164,8 +165,15 @@ def arm_inputs(cfg: Config, sch: Schedules, kp: KernelParams | None = None) -> A
     dh, da = jnp.asarray(sch.dose_hours, jnp.float32), jnp.asarray(sch.dose_amounts, jnp.float32)
     if pl.gate:
         gate = jax.vmap(
-            lambda h, a: acute_gate(t, sch.step_hours, h, a, pl.infusion_minutes / 60.0, pl.half_life_hours,
-                                    pl.dissociation_gone_by_hours)
+            lambda h, a: acute_gate(
+                t,
+                sch.step_hours,
+                h,
+                a,
+                pl.infusion_minutes / 60.0,
+                pl.half_life_hours,
+                pl.dissociation_gone_by_hours,
+            )
         )(dh, da)
     else:
         gate = jnp.zeros((dh.shape[0], t.shape[0]), jnp.float32)
@@ -181,5 +189,3 @@ def arm_inputs(cfg: Config, sch: Schedules, kp: KernelParams | None = None) -> A
 def scheduled_session_steps(inputs: ArmInputs) -> np.ndarray:
     """(K,) int32: the steps where some arm schedules a session (host-side: K fixes shapes)."""
     return np.flatnonzero(np.any(np.asarray(inputs.session_n) > 0, axis=0)).astype(np.int32)
-
-

@@ -21,14 +21,19 @@ import pandas as pd
 
 from plasticity_rl.batch import Job, run_jobs
 from plasticity_rl.config import Config, config_from_dict
-from plasticity_rl.trust import expected_r, recovery_r, summarise_recovery  # noqa: F401 (re-exported)
 from plasticity_rl.inference.fit import FitSettings
+from plasticity_rl.trust import expected_r, recovery_r, summarise_recovery  # noqa: F401 (re-exported)
 
 
 def _fit_kwargs(fit: FitSettings) -> dict:
     """Settings for one job's fit; each job seeds its own fit."""
-    return dict(method=fit.method, chains=fit.chains, warmup=fit.warmup, draws=fit.draws,
-                target_accept=fit.target_accept)
+    return dict(
+        method=fit.method,
+        chains=fit.chains,
+        warmup=fit.warmup,
+        draws=fit.draws,
+        target_accept=fit.target_accept,
+    )
 
 
 def _with_seed(cfg_dict: dict, seed: int) -> Config:
@@ -86,18 +91,41 @@ def recovery_job(cfg: dict, seed: int, fit: dict) -> dict:
     for name, true in group_truth(config, config.model.variant).items():
         if name in post:
             x = np.asarray(post[name]).reshape(-1)
-            rows.append({"level": "group", "parameter": name, "patient": -1, "true": true,
-                         "mean": float(x.mean()), "low": _interval(x)[0], "high": _interval(x)[1]})
+            rows.append(
+                {
+                    "level": "group",
+                    "parameter": name,
+                    "patient": -1,
+                    "true": true,
+                    "mean": float(x.mean()),
+                    "low": _interval(x)[0],
+                    "high": _interval(x)[1],
+                }
+            )
     for name in sim.model.patient_params:
         draws = np.asarray(post[name]).reshape(-1, sim.n_patients)
         for i in range(sim.n_patients):
             lo, hi = _interval(draws[:, i])
-            rows.append({"level": "patient", "parameter": name, "patient": i,
-                         "true": float(sim.params[name][i]), "mean": float(draws[:, i].mean()),
-                         "sd": float(draws[:, i].std()), "low": lo, "high": hi})
+            rows.append(
+                {
+                    "level": "patient",
+                    "parameter": name,
+                    "patient": i,
+                    "true": float(sim.params[name][i]),
+                    "mean": float(draws[:, i].mean()),
+                    "sd": float(draws[:, i].std()),
+                    "low": lo,
+                    "high": hi,
+                }
+            )
     diag = diagnose(idata)
-    return {"seed": seed, "rows": rows, "diagnostics_passed": bool(diag.passed),
-            "diagnostics_failures": diag.failures, "seconds": time.perf_counter() - t0}
+    return {
+        "seed": seed,
+        "rows": rows,
+        "diagnostics_passed": bool(diag.passed),
+        "diagnostics_failures": diag.failures,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def recovery_seed(cfg: Config, k: int) -> int:
@@ -105,16 +133,40 @@ def recovery_seed(cfg: Config, k: int) -> int:
     return cfg.experiment.seed + 1000 * (k + 1)
 
 
-def recover(cfg: Config, n_datasets: int, out: Path, fit: FitSettings = FitSettings(),
-            scheduler: str | None = None, n_workers: int | None = None, progress: bool = True):
+def recover(
+    cfg: Config,
+    n_datasets: int,
+    out: Path,
+    fit: FitSettings = FitSettings(),
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+):
     """Run (or resume) a recovery study; returns (per-estimate table, summary table)."""
     cfg_dict = cfg.model_dump(mode="json")
-    jobs = [Job(f"recover-{k:03d}", recovery_job, {"cfg": cfg_dict, "seed": recovery_seed(cfg, k), "fit": _fit_kwargs(fit)})
-            for k in range(n_datasets)]
-    results = run_jobs(jobs, Path(out) / "jobs", scheduler=scheduler, n_workers=n_workers,
-                       progress=progress, description="recovery fits")
-    table = pd.DataFrame([{**row, "dataset": name, "diagnostics_passed": bool(res.get("diagnostics_passed", True))}
-                          for name, res in results.items() for row in res["rows"]])
+    jobs = [
+        Job(
+            f"recover-{k:03d}",
+            recovery_job,
+            {"cfg": cfg_dict, "seed": recovery_seed(cfg, k), "fit": _fit_kwargs(fit)},
+        )
+        for k in range(n_datasets)
+    ]
+    results = run_jobs(
+        jobs,
+        Path(out) / "jobs",
+        scheduler=scheduler,
+        n_workers=n_workers,
+        progress=progress,
+        description="recovery fits",
+    )
+    table = pd.DataFrame(
+        [
+            {**row, "dataset": name, "diagnostics_passed": bool(res.get("diagnostics_passed", True))}
+            for name, res in results.items()
+            for row in res["rows"]
+        ]
+    )
     return table, summarise_recovery(table)
 
 
@@ -132,10 +184,16 @@ def prior_draw(cfg: Config, variant: str, n_patients: int, seed: int) -> dict[st
 
     obs = cfg.observations
     values = belief_values(cfg)
-    spec = ModelSpec(variant=variant, priors=Priors.from_config(cfg, get_model(variant)),
-                     has_ema=obs.ema.enabled, has_visits=obs.visits.enabled and bool(obs.visits.days),
-                     m_max=obs.visits.m_max, mu_o=values["mu_o"],
-                     V0_offset=values["V0_offset"], window=window_spec(cfg))
+    spec = ModelSpec(
+        variant=variant,
+        priors=Priors.from_config(cfg, get_model(variant)),
+        has_ema=obs.ema.enabled,
+        has_visits=obs.visits.enabled and bool(obs.visits.days),
+        m_max=obs.visits.m_max,
+        mu_o=values["mu_o"],
+        V0_offset=values["V0_offset"],
+        window=window_spec(cfg),
+    )
     with handlers.seed(rng_seed=jax.random.key(seed)):
         trace = handlers.trace(sample_params).get_trace(spec, n_patients)
     return {k: np.asarray(v["value"]) for k, v in trace.items() if v["type"] in ("sample", "deterministic")}
@@ -153,8 +211,12 @@ def simulation_config(base: Config, truth: dict) -> Config:
     if "phi" in truth:
         ema = ema.model_copy(update={"phi": float(truth["phi"])})
     if "sigma_baseline" in truth:
-        visits = visits.model_copy(update={"noise_sd_baseline": float(truth["sigma_baseline"]),
-                                           "noise_sd_treated": float(truth["sigma_treated"])})
+        visits = visits.model_copy(
+            update={
+                "noise_sd_baseline": float(truth["sigma_baseline"]),
+                "noise_sd_treated": float(truth["sigma_treated"]),
+            }
+        )
     observations = base.observations.model_copy(update={"ema": ema, "visits": visits})
     return base.model_copy(update={"plasticity": pl, "observations": observations})
 
@@ -164,9 +226,8 @@ def sbc_job(cfg: dict, seed: int, fit: dict, thin_to: int) -> dict:
     from plasticity_rl.data import tables
     from plasticity_rl.inference import diagnose
     from plasticity_rl.inference import fit as fit_model
-    from plasticity_rl.simulate import arm_of_patients, simulate
-
     from plasticity_rl.models import get_model
+    from plasticity_rl.simulate import arm_of_patients, simulate
 
     t0 = time.perf_counter()
     base = _with_seed(cfg, seed)
@@ -186,29 +247,78 @@ def sbc_job(cfg: dict, seed: int, fit: dict, thin_to: int) -> dict:
         draws = np.asarray(idata.posterior[name]).reshape(-1)
         draws = draws[np.linspace(0, draws.size - 1, thin_to).round().astype(int)]
         ranks[name] = int(np.sum(draws < float(value)))
-    diag = diagnose(idata)  # a replicate whose fit failed is kept (dropping it would bias the ranks), but said
-    return {"seed": seed, "ranks": ranks, "n_draws": thin_to, "seconds": time.perf_counter() - t0,
-            "diagnostics_passed": bool(diag.passed), "diagnostics_failures": diag.failures}
+    diag = diagnose(
+        idata
+    )  # a replicate whose fit failed is kept (dropping it would bias the ranks), but said
+    return {
+        "seed": seed,
+        "ranks": ranks,
+        "n_draws": thin_to,
+        "seconds": time.perf_counter() - t0,
+        "diagnostics_passed": bool(diag.passed),
+        "diagnostics_failures": diag.failures,
+    }
 
 
-def sbc(cfg: Config, n_reps: int, out: Path, fit: FitSettings = FitSettings(), thin_to: int = 99,
-        scheduler: str | None = None, n_workers: int | None = None, progress: bool = True):
+def sbc(
+    cfg: Config,
+    n_reps: int,
+    out: Path,
+    fit: FitSettings = FitSettings(),
+    thin_to: int = 99,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+):
     """Run (or resume) SBC; returns (ranks table, per-parameter uniformity table)."""
     from scipy.stats import chisquare
 
     cfg_dict = cfg.model_dump(mode="json")
-    jobs = [Job(f"sbc-{k:04d}", sbc_job, {"cfg": cfg_dict, "seed": cfg.experiment.seed + 7919 * (k + 1),
-                                          "fit": _fit_kwargs(fit), "thin_to": thin_to}) for k in range(n_reps)]
-    results = run_jobs(jobs, Path(out) / "jobs", scheduler=scheduler, n_workers=n_workers,
-                       progress=progress, description="SBC fits")
-    ranks = pd.DataFrame([{"parameter": p, "replicate": name, "rank": r, "n_draws": res["n_draws"],
-                           "diagnostics_passed": bool(res.get("diagnostics_passed", True))}
-                          for name, res in results.items() for p, r in res["ranks"].items()])
+    jobs = [
+        Job(
+            f"sbc-{k:04d}",
+            sbc_job,
+            {
+                "cfg": cfg_dict,
+                "seed": cfg.experiment.seed + 7919 * (k + 1),
+                "fit": _fit_kwargs(fit),
+                "thin_to": thin_to,
+            },
+        )
+        for k in range(n_reps)
+    ]
+    results = run_jobs(
+        jobs,
+        Path(out) / "jobs",
+        scheduler=scheduler,
+        n_workers=n_workers,
+        progress=progress,
+        description="SBC fits",
+    )
+    ranks = pd.DataFrame(
+        [
+            {
+                "parameter": p,
+                "replicate": name,
+                "rank": r,
+                "n_draws": res["n_draws"],
+                "diagnostics_passed": bool(res.get("diagnostics_passed", True)),
+            }
+            for name, res in results.items()
+            for p, r in res["ranks"].items()
+        ]
+    )
     rows = []
     for name, g in ranks.groupby("parameter", sort=False):
         bins = max(2, min(20, len(g) // 5))
         counts, _ = np.histogram(g["rank"], bins=bins, range=(0, thin_to + 1))
-        rows.append({"parameter": name, "replicates": len(g), "bins": bins,
-                     "chi2_p": float(chisquare(counts).pvalue),
-                     "failed_diagnostics": int((~g["diagnostics_passed"]).sum())})
+        rows.append(
+            {
+                "parameter": name,
+                "replicates": len(g),
+                "bins": bins,
+                "chi2_p": float(chisquare(counts).pvalue),
+                "failed_diagnostics": int((~g["diagnostics_passed"]).sum()),
+            }
+        )
     return ranks, pd.DataFrame(rows)

@@ -101,7 +101,11 @@ def table_html(df: pd.DataFrame, *, flag_failed: bool = False, max_rows: int = M
     """An HTML table (escaped); rows flagged failed get class ``failed`` when ``flag_failed``."""
     failed = failed_rows(df) if flag_failed else pd.Series(False, index=df.index)
     shown = df.head(max_rows)
-    out = ["<table>", "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in df.columns) + "</tr></thead>", "<tbody>"]
+    out = [
+        "<table>",
+        "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in df.columns) + "</tr></thead>",
+        "<tbody>",
+    ]
     for idx, row in shown.iterrows():
         cls = ' class="failed"' if bool(failed.loc[idx]) else ""
         cells = []
@@ -163,12 +167,24 @@ def _arms_section(run_dir: Path, cfg: dict) -> str:
         return table_html(pd.read_csv(arms_csv, keep_default_na=False))
     rows = []
     for a in cfg.get("arms") or []:
-        rows.append({"arm": a.get("name"), "label": a.get("label") or a.get("name"),
-                     "doses": len(a.get("doses") or []), "sessions": len(a.get("sessions") or [])})
+        rows.append(
+            {
+                "arm": a.get("name"),
+                "label": a.get("label") or a.get("name"),
+                "doses": len(a.get("doses") or []),
+                "sessions": len(a.get("sessions") or []),
+            }
+        )
     if cfg.get("timing_sweep"):
         ts = cfg["timing_sweep"]
-        rows.append({"arm": "timing sweep", "label": f"therapy delays {ts.get('delays_days')} days",
-                     "doses": 1, "sessions": (ts.get("therapy") or {}).get("repeat", 1)})
+        rows.append(
+            {
+                "arm": "timing sweep",
+                "label": f"therapy delays {ts.get('delays_days')} days",
+                "doses": 1,
+                "sessions": (ts.get("therapy") or {}).get("repeat", 1),
+            }
+        )
     return table_html(pd.DataFrame(rows)) if rows else "<p>No arms found in config.yaml.</p>"
 
 
@@ -208,12 +224,18 @@ def _fit_sections(run_dir: Path) -> list[tuple[str, str]]:
                 else:
                     data = json.loads(path.read_text())
                     failed = isinstance(data, dict) and any(
-                        (k.lower() in FAIL_COLUMNS and _truthy(v)) or (k.lower() in PASS_COLUMNS and not _truthy(v))
-                        for k, v in data.items() if not isinstance(v, (dict, list)))
-                    body = (('<p class="note">this file flags the fit as failed</p>' if failed else "")
-                            + (_kv_table(data) if isinstance(data, dict) else
-                               table_html(pd.DataFrame(data), flag_failed=True) if isinstance(data, list)
-                               else f"<p>{_e(data)}</p>"))
+                        (k.lower() in FAIL_COLUMNS and _truthy(v))
+                        or (k.lower() in PASS_COLUMNS and not _truthy(v))
+                        for k, v in data.items()
+                        if not isinstance(v, (dict, list))
+                    )
+                    body = ('<p class="note">this file flags the fit as failed</p>' if failed else "") + (
+                        _kv_table(data)
+                        if isinstance(data, dict)
+                        else table_html(pd.DataFrame(data), flag_failed=True)
+                        if isinstance(data, list)
+                        else f"<p>{_e(data)}</p>"
+                    )
             except (ValueError, OSError, pd.errors.ParserError) as exc:
                 body = f'<p class="muted">could not read {_e(rel)}: {_e(exc)}</p>'
             out.append((str(rel), body))
@@ -229,9 +251,11 @@ def _figures_html(run_dir: Path, fig_dir: Path) -> str:
     for p in pngs:
         cap = captions.get(p.stem, "")
         anchor = p.stem if fig_dir == run_dir / "figures" else f"{fig_dir.parent.name}-{p.stem}"
-        figs.append(f'<figure id="fig-{_e(anchor)}"><h3>{_e(p.stem)}</h3>'
-                    f'<img src="{_png_data_uri(p)}" alt="{_e(p.stem)}: {_e(cap[:200])}">'
-                    f"<figcaption>{_e(cap) or '<em>no caption</em>'}</figcaption></figure>")
+        figs.append(
+            f'<figure id="fig-{_e(anchor)}"><h3>{_e(p.stem)}</h3>'
+            f'<img src="{_png_data_uri(p)}" alt="{_e(p.stem)}: {_e(cap[:200])}">'
+            f"<figcaption>{_e(cap) or '<em>no caption</em>'}</figcaption></figure>"
+        )
     return "\n".join(figs)
 
 
@@ -263,10 +287,14 @@ def write_report(run_dir: str | Path) -> Path:
         f'<p class="note" id="honesty">Honesty note. {_e(HONESTY)}</p>',
     ]
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
-    sections.append(("config", "Configuration", _summary(cfg) + "<h3>Arms</h3>" + _arms_section(run_dir, cfg)))
+    sections.append(
+        ("config", "Configuration", _summary(cfg) + "<h3>Arms</h3>" + _arms_section(run_dir, cfg))
+    )
 
     # Teaching figures first, then each fit's and the model comparison's.
-    fig_dirs = [run_dir / "figures"] + sorted(run_dir.glob("fit*/figures")) + [run_dir / "compare" / "figures"]
+    fig_dirs = (
+        [run_dir / "figures"] + sorted(run_dir.glob("fit*/figures")) + [run_dir / "compare" / "figures"]
+    )
     for fig_dir in fig_dirs:
         figs = _figures_html(run_dir, fig_dir)
         if figs:
@@ -285,11 +313,20 @@ def write_report(run_dir: str | Path) -> Path:
 
     if prov is not None:
         sections.append(("provenance", "Provenance", _kv_table(prov)))
-    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and p.name != "report.html")
-    sections.append(("files", "Files in this run",
-                     "<p class='muted'>" + ", ".join(f"<code>{_e(f)}</code>" for f in files) + "</p>"))
+    files = sorted(
+        str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and p.name != "report.html"
+    )
+    sections.append(
+        (
+            "files",
+            "Files in this run",
+            "<p class='muted'>" + ", ".join(f"<code>{_e(f)}</code>" for f in files) + "</p>",
+        )
+    )
 
-    parts.append("<nav><ul>" + "".join(f'<li><a href="#{i}">{_e(t)}</a></li>' for i, t, _ in sections) + "</ul></nav>")
+    parts.append(
+        "<nav><ul>" + "".join(f'<li><a href="#{i}">{_e(t)}</a></li>' for i, t, _ in sections) + "</ul></nav>"
+    )
     for i, t, body in sections:
         parts.append(f'<section id="{i}"><h2>{_e(t)}</h2>\n{body}\n</section>')
     parts.append(f'<p class="muted">{_e(HONESTY)}</p></body></html>')

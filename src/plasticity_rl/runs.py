@@ -17,14 +17,26 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 from plasticity_rl.config import Config, config_to_yaml
 
-PACKAGES = ("plasticity-rl", "jax", "jaxlib", "numpyro", "arviz", "numpy", "pandas", "pyarrow",
-            "pydantic", "matplotlib", "typer", "rich")
+PACKAGES = (
+    "plasticity-rl",
+    "jax",
+    "jaxlib",
+    "numpyro",
+    "arviz",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pydantic",
+    "matplotlib",
+    "typer",
+    "rich",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -41,10 +53,20 @@ def git_revision() -> dict[str, str | bool | None]:
     """The git revision of the plasticity_rl source tree (None when not in a git checkout)."""
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         return {"revision": rev, "dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):
         return {"revision": None, "dirty": None}
@@ -52,15 +74,14 @@ def git_revision() -> dict[str, str | bool | None]:
 
 def provenance(cfg: Config, command: list[str] | None = None) -> dict:
     return {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "experiment": cfg.experiment.name,
         "seed": cfg.experiment.seed,
         "model_variant": cfg.model.variant,
         "command": command if command is not None else sys.argv,
         "git": git_revision(),
         "packages": package_versions(),
-        "platform": {"system": platform.system(), "machine": platform.machine(),
-                     "cpus": os.cpu_count()},
+        "platform": {"system": platform.system(), "machine": platform.machine(), "cpus": os.cpu_count()},
     }
 
 

@@ -79,8 +79,10 @@ def build_schedules(cfg: Config, arms: list[Arm] | None = None) -> Schedules:
                 j = nearest_step(t, spd, T)
                 if session_n[i, j]:
                     raise ConfigError(
-                        [f"arm {arm.name!r}: two sessions land on the same step (day {t:g}); "
-                         f"space them at least {step_h:g} h apart"]
+                        [
+                            f"arm {arm.name!r}: two sessions land on the same step (day {t:g}); "
+                            f"space them at least {step_h:g} h apart"
+                        ]
                     )
                 session_n[i, j], session_p[i, j] = s.n_c, s.p_c
                 session_attend[i, j], session_index[i, j] = s.attendance, k

@@ -9,7 +9,7 @@ All randomness flows from the config's seed through named streams of explicit PR
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import jax
@@ -71,7 +71,7 @@ def _devices_for(n_patients: int) -> int:
     return D if D > 1 and hasattr(jax, "shard_map") and n_patients >= D * BLOCK else 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def _patient_mesh(n_devices: int):
     from jax.sharding import Mesh, PartitionSpec
 
@@ -92,12 +92,17 @@ def _everyday_outcomes(k_everyday, patient_ids, p_everyday, T: int):
 _everyday_on_one_device = jax.jit(_everyday_outcomes, static_argnames=("T",))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _everyday_split(n_devices: int, T: int):
     """_everyday_outcomes with the patients split over ``n_devices`` local devices."""
     mesh, split, whole = _patient_mesh(n_devices)
-    body = jax.shard_map(lambda k, ids, p: _everyday_outcomes(k, ids, p, T), mesh=mesh,
-                         in_specs=(whole, split, whole), out_specs=split, check_vma=False)
+    body = jax.shard_map(
+        lambda k, ids, p: _everyday_outcomes(k, ids, p, T),
+        mesh=mesh,
+        in_specs=(whole, split, whole),
+        out_specs=split,
+        check_vma=False,
+    )
     return jax.jit(body)
 
 
@@ -118,7 +123,9 @@ def _session_experiences(k_corrective, k_attend, arm_index, inputs: ArmInputs, n
         cs = cs.astype(jnp.int8)
         return (
             jax.lax.dynamic_update_slice(corrective, cs[:, None, :], (0, t, 0)),
-            jax.lax.dynamic_update_slice(n_corr, jnp.where(went, scheduled, 0).astype(jnp.int8)[:, None], (0, t)),
+            jax.lax.dynamic_update_slice(
+                n_corr, jnp.where(went, scheduled, 0).astype(jnp.int8)[:, None], (0, t)
+            ),
             jax.lax.dynamic_update_slice(attended, went[:, None], (0, t)),
         )
 
@@ -126,7 +133,9 @@ def _session_experiences(k_corrective, k_attend, arm_index, inputs: ArmInputs, n
     return jax.lax.fori_loop(0, jnp.sum(has_session), one_session_step, empty)
 
 
-def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: ArmInputs, p_everyday, n_max: int) -> Experiences:
+def sample_experiences(
+    k_everyday, k_corrective, k_attend, arm_index, inputs: ArmInputs, p_everyday, n_max: int
+) -> Experiences:
     """Everyday outcomes ~ Bernoulli(p_env (1 - b)); corrective ~ Bernoulli(p_c); attendance.
 
     Draws: patient i's everyday outcomes come from ``fold_in(k_everyday, i)``, so they do not
@@ -141,13 +150,18 @@ def sample_experiences(k_everyday, k_corrective, k_attend, arm_index, inputs: Ar
         ids = jnp.arange(N + (-N) % D, dtype=jnp.uint32)  # padded patients' rows are dropped
         everyday = _everyday_split(D, T)(k_everyday, ids, jnp.float32(p_everyday))[:N]
     else:
-        everyday = _everyday_on_one_device(k_everyday, jnp.arange(N, dtype=jnp.uint32), jnp.float32(p_everyday), T=T)
-    return Experiences(everyday, *_session_experiences(k_corrective, k_attend, arm_index, inputs, n_max=n_max))
+        everyday = _everyday_on_one_device(
+            k_everyday, jnp.arange(N, dtype=jnp.uint32), jnp.float32(p_everyday), T=T
+        )
+    return Experiences(
+        everyday, *_session_experiences(k_corrective, k_attend, arm_index, inputs, n_max=n_max)
+    )
 
 
 @partial(jax.jit, static_argnames=("model",))
-def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences,
-                   session_steps) -> Trajectory:
+def cohort_beliefs(
+    model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences, session_steps
+) -> Trajectory:
     """:func:`run_beliefs` for every patient, each reading its arm's plasticity window.
 
     Patients go through ``run_beliefs`` in blocks of ``BLOCK`` (the last block overlaps the one
@@ -162,28 +176,51 @@ def cohort_beliefs(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp
         start = jnp.minimum(i * B, N - B)  # the last block may overlap the one before: same values
         take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, B)  # noqa: E731
         p, arm = jax.tree.map(take, params), take(arm_index)
-        traj = run_beliefs(model, p, inputs.g_k[arm], inputs.gate[arm], take(exp.everyday),
-                           take(exp.corrective), take(exp.n_corr), session_steps=session_steps)
+        traj = run_beliefs(
+            model,
+            p,
+            inputs.g_k[arm],
+            inputs.gate[arm],
+            take(exp.everyday),
+            take(exp.corrective),
+            take(exp.n_corr),
+            session_steps=session_steps,
+        )
         return jax.tree.map(lambda o, t: jax.lax.dynamic_update_slice_in_dim(o, t, start, 0), out, traj)
 
-    first = jax.eval_shape(lambda: run_beliefs(model, jax.tree.map(lambda v: v[:B], params),
-                                               inputs.g_k[arm_index[:B]], inputs.gate[arm_index[:B]],
-                                               exp.everyday[:B], exp.corrective[:B], exp.n_corr[:B],
-                                               session_steps=session_steps))
+    first = jax.eval_shape(
+        lambda: run_beliefs(
+            model,
+            jax.tree.map(lambda v: v[:B], params),
+            inputs.g_k[arm_index[:B]],
+            inputs.gate[arm_index[:B]],
+            exp.everyday[:B],
+            exp.corrective[:B],
+            exp.n_corr[:B],
+            session_steps=session_steps,
+        )
+    )
     out = jax.tree.map(lambda s: jnp.zeros((N,) + s.shape[1:], s.dtype), first)
     return jax.lax.fori_loop(0, -(-N // B), one_block, out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sharded_beliefs(model: BeliefModel, n_devices: int):
     """cohort_beliefs with patients split over ``n_devices`` local devices (one thread each)."""
     mesh, split, whole = _patient_mesh(n_devices)
-    body = jax.shard_map(lambda p, a, i, e, k: cohort_beliefs(model, p, a, i, e, k), mesh=mesh,
-                         in_specs=(split, split, whole, split, whole), out_specs=split, check_vma=False)
+    body = jax.shard_map(
+        lambda p, a, i, e, k: cohort_beliefs(model, p, a, i, e, k),
+        mesh=mesh,
+        in_specs=(split, split, whole, split, whole),
+        out_specs=split,
+        check_vma=False,
+    )
     return jax.jit(body)
 
 
-def cohort_beliefs_on_devices(model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences) -> Trajectory:
+def cohort_beliefs_on_devices(
+    model: BeliefModel, params, arm_index, inputs: ArmInputs, exp: Experiences
+) -> Trajectory:
     """:func:`cohort_beliefs`, split over all local devices when there are several (same numbers)."""
     N = int(arm_index.shape[0])
     D = _devices_for(N)
@@ -192,7 +229,9 @@ def cohort_beliefs_on_devices(model: BeliefModel, params, arm_index, inputs: Arm
         return cohort_beliefs(model, params, arm_index, inputs, exp, steps)
     pad = (-N) % D  # repeat the last patient so every device gets the same count; dropped below
     grow = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x  # noqa: E731
-    out = _sharded_beliefs(model, D)(jax.tree.map(grow, params), grow(arm_index), inputs, jax.tree.map(grow, exp), steps)
+    out = _sharded_beliefs(model, D)(
+        jax.tree.map(grow, params), grow(arm_index), inputs, jax.tree.map(grow, exp), steps
+    )
     return jax.tree.map(lambda x: None if x is None else x[:N], out)
 
 

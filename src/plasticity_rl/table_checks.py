@@ -94,8 +94,11 @@ def _patient_index(events: pd.DataFrame, pids: np.ndarray, arm_names: tuple[str,
     frame = pd.DataFrame({"patient": pids, "arm": arms}).drop_duplicates()
     multi = frame.groupby("patient")["arm"].nunique()
     if (multi > 1).any():
-        _listed(problems, "events table: patients listed in more than one arm",
-                [f"patient {p}" for p in multi.index[multi > 1]])
+        _listed(
+            problems,
+            "events table: patients listed in more than one arm",
+            [f"patient {p}" for p in multi.index[multi > 1]],
+        )
         return None, None
     frame = frame.sort_values("patient")
     lookup = {a: i for i, a in enumerate(arm_names)}
@@ -119,8 +122,12 @@ def _events_arrays(events, pid, step, patients, arm_index, sch: Schedules, probl
     nan = np.isnan(outcome)
     if nan.any():
         rows = [f"patient {pid[r]} step {step[r]} ({kind[r]})" for r in np.flatnonzero(nan)]
-        _listed(problems, "events table: outcome missing (every logged experience needs an outcome 0 "
-                "or 1; a missed session has no corrective rows at all)", rows)
+        _listed(
+            problems,
+            "events table: outcome missing (every logged experience needs an outcome 0 "
+            "or 1; a missed session has no corrective rows at all)",
+            rows,
+        )
     bad = ~nan & ~np.isin(outcome, [0.0, 1.0])
     if bad.any():
         rows = [f"patient {pid[r]} step {step[r]} (outcome {outcome[r]:g})" for r in np.flatnonzero(bad)]
@@ -134,20 +141,29 @@ def _events_arrays(events, pid, step, patients, arm_index, sch: Schedules, probl
     np.add.at(counts, (i[every], step[every]), 1)
     everyday[i[every], step[every]] = outcome[every]
     dup = np.argwhere(counts > 1)
-    _listed(problems, "events table: more than one everyday outcome at a step",
-            [f"patient {patients[a]} step {b}" for a, b in dup])
+    _listed(
+        problems,
+        "events table: more than one everyday outcome at a step",
+        [f"patient {patients[a]} step {b}" for a, b in dup],
+    )
     gap = np.argwhere(counts == 0)
-    _listed(problems, "events table: everyday outcome missing (each patient needs one at every step "
-            f"0..{T - 1})", [f"patient {patients[a]} step {b}" for a, b in gap])
+    _listed(
+        problems,
+        f"events table: everyday outcome missing (each patient needs one at every step 0..{T - 1})",
+        [f"patient {patients[a]} step {b}" for a, b in gap],
+    )
 
     corr = ~every
     n_corr = np.zeros((N, T), np.int64)
     np.add.at(n_corr, (i[corr], step[corr]), 1)
     scheduled = sch.session_n[arm_index]  # (N, T)
     over = np.argwhere(n_corr > scheduled)
-    _listed(problems, "events table: more corrective outcomes than the arm's session schedules "
-            "(check the config's sessions for that arm)",
-            [f"patient {patients[a]} step {b} ({n_corr[a, b]} > {scheduled[a, b]})" for a, b in over])
+    _listed(
+        problems,
+        "events table: more corrective outcomes than the arm's session schedules "
+        "(check the config's sessions for that arm)",
+        [f"patient {patients[a]} step {b} ({n_corr[a, b]} > {scheduled[a, b]})" for a, b in over],
+    )
     n_max = max(sch.n_c_max, int(n_corr.max(initial=0)))
     corrective = np.zeros((N, T, n_max), np.float32)
     if corr.any():
@@ -176,27 +192,41 @@ def _ema_array(ema, patients, days, problems):
     if pid is None or day is None or rating is None:
         return out
     known = np.isin(pid, patients)
-    _listed(problems, "ema table: patients with no events (their beliefs cannot be computed)",
-            [f"patient {p}" for p in sorted(set(pid[~known]))])
+    _listed(
+        problems,
+        "ema table: patients with no events (their beliefs cannot be computed)",
+        [f"patient {p}" for p in sorted(set(pid[~known]))],
+    )
     bad_day = (day < 0) | (day >= days)
-    _listed(problems, f"ema table: day outside 0..{days - 1}",
-            [f"patient {pid[r]} day {day[r]}" for r in np.flatnonzero(bad_day)])
+    _listed(
+        problems,
+        f"ema table: day outside 0..{days - 1}",
+        [f"patient {pid[r]} day {day[r]}" for r in np.flatnonzero(bad_day)],
+    )
     bad = np.isfinite(rating) & ((rating <= 0) | (rating >= 1))
-    _listed(problems, "ema table: rating out of range (allowed: strictly between 0 and 1, empty if "
-            "missing; rescale a bounded scale y in [0, 1] as (y (n - 1) + 0.5) / n)",
-            [f"patient {pid[r]} day {day[r]} ({rating[r]:g})" for r in np.flatnonzero(bad)])
+    _listed(
+        problems,
+        "ema table: rating out of range (allowed: strictly between 0 and 1, empty if "
+        "missing; rescale a bounded scale y in [0, 1] as (y (n - 1) + 0.5) / n)",
+        [f"patient {pid[r]} day {day[r]} ({rating[r]:g})" for r in np.flatnonzero(bad)],
+    )
     if "missing" in ema.columns:  # the flag and the value must agree
         flagged = ema["missing"].astype(str).str.strip().str.lower().isin(["true", "1"]).to_numpy()
-        _listed(problems, "ema table: rating given but marked missing (empty the rating or set missing "
-                "to False)", [f"patient {pid[r]} day {day[r]:g}"
-                              for r in np.flatnonzero(flagged & np.isfinite(rating))])
+        _listed(
+            problems,
+            "ema table: rating given but marked missing (empty the rating or set missing to False)",
+            [f"patient {pid[r]} day {day[r]:g}" for r in np.flatnonzero(flagged & np.isfinite(rating))],
+        )
     if problems:
         return out
     row_of = {p: i for i, p in enumerate(patients)}
     i = np.array([row_of[p] for p in pid], np.int64)
     seen = pd.DataFrame({"i": i, "d": day}).duplicated()
-    _listed(problems, "ema table: more than one rating per patient and day",
-            [f"patient {pid[r]} day {day[r]}" for r in np.flatnonzero(seen.to_numpy())])
+    _listed(
+        problems,
+        "ema table: more than one rating per patient and day",
+        [f"patient {pid[r]} day {day[r]}" for r in np.flatnonzero(seen.to_numpy())],
+    )
     out[i, day] = rating
     return out
 
@@ -216,30 +246,46 @@ def _visit_arrays(visits, patients, cfg: Config, problems):
     if pid is None or day is None or score is None:
         return empty
     known = np.isin(pid, patients)
-    _listed(problems, "visits table: patients with no events (their beliefs cannot be computed)",
-            [f"patient {p}" for p in sorted(set(pid[~known]))])
+    _listed(
+        problems,
+        "visits table: patients with no events (their beliefs cannot be computed)",
+        [f"patient {p}" for p in sorted(set(pid[~known]))],
+    )
     bad_day = ~np.isfinite(day) | (day < 0) | (day > days)
-    _listed(problems, f"visits table: day missing or outside 0..{days}",
-            [f"patient {pid[r]} row {r}" for r in np.flatnonzero(bad_day)])
+    _listed(
+        problems,
+        f"visits table: day missing or outside 0..{days}",
+        [f"patient {pid[r]} row {r}" for r in np.flatnonzero(bad_day)],
+    )
     lo, hi = SCORE_RANGE
     bad = np.isfinite(score) & ((score < lo) | (score > hi))
-    _listed(problems, f"visits table: score out of range (allowed: {lo:g} to {hi:g}, empty if missing)",
-            [f"patient {pid[r]} day {day[r]:g} ({score[r]:g})" for r in np.flatnonzero(bad)])
+    _listed(
+        problems,
+        f"visits table: score out of range (allowed: {lo:g} to {hi:g}, empty if missing)",
+        [f"patient {pid[r]} day {day[r]:g} ({score[r]:g})" for r in np.flatnonzero(bad)],
+    )
     if "missing" in visits.columns:  # the flag and the value must agree
         flagged = visits["missing"].astype(str).str.strip().str.lower().isin(["true", "1"]).to_numpy()
-        _listed(problems, "visits table: score given but marked missing (empty the score or set missing "
-                "to False)", [f"patient {pid[r]} day {day[r]:g}"
-                              for r in np.flatnonzero(flagged & np.isfinite(score))])
+        _listed(
+            problems,
+            "visits table: score given but marked missing (empty the score or set missing to False)",
+            [f"patient {pid[r]} day {day[r]:g}" for r in np.flatnonzero(flagged & np.isfinite(score))],
+        )
     if problems:
         return empty
     step = np.array([visit_step_of(d, spd, days) for d in day], np.int64)
     if "step" in visits.columns:
         given = pd.to_numeric(visits["step"], errors="coerce").to_numpy(np.float64)
         off = np.isfinite(given) & (given != step)
-        _listed(problems, "visits table: column 'step' disagrees with round(day x steps_per_day) "
-                "(drop the column, or fix the day)",
-                [f"patient {pid[r]} day {day[r]:g} (step {given[r]:g}, expected {step[r]})"
-                 for r in np.flatnonzero(off)])
+        _listed(
+            problems,
+            "visits table: column 'step' disagrees with round(day x steps_per_day) "
+            "(drop the column, or fix the day)",
+            [
+                f"patient {pid[r]} day {day[r]:g} (step {given[r]:g}, expected {step[r]})"
+                for r in np.flatnonzero(off)
+            ],
+        )
     row_of = {p: i for i, p in enumerate(patients)}
     i = np.array([row_of[p] for p in pid], np.int64)
     order = np.lexsort((day, i))
@@ -271,8 +317,12 @@ def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedu
     """The fit's arrays from tidy tables, or one :class:`DataError` listing every problem."""
     problems: list[str] = []
     if "events" not in tables:
-        raise DataError(["no events table: the fit conditions on every logged outcome "
-                         f"(columns {list(_REQUIRED['events'])})"])
+        raise DataError(
+            [
+                "no events table: the fit conditions on every logged outcome "
+                f"(columns {list(_REQUIRED['events'])})"
+            ]
+        )
     if "ema" not in tables and "visits" not in tables:
         raise DataError(["no ratings: give an ema table and/or a visits table"])
     events = _normalise_columns(tables["events"])

@@ -60,8 +60,21 @@ def summarise_recovery(table: pd.DataFrame) -> pd.DataFrame:
         if true_on_support_bound(level, name, g["true"]):
             covered = np.nan
             note = f"true value {g['true'].iloc[0]:g} is on the support's bound: coverage undefined, see bias"
-        r_exp = (expected_r(g["true"].to_numpy(), g["sd"].to_numpy())
-                 if level == "patient" and "sd" in g else float("nan"))
-        out.append({"level": level, "parameter": name, "n": len(g), "r": r, "r_expected": r_exp,
-                    "bias": float((g["mean"] - g["true"]).mean()), "coverage_90": covered, "note": note})
+        r_exp = (
+            expected_r(g["true"].to_numpy(), g["sd"].to_numpy())
+            if level == "patient" and "sd" in g
+            else float("nan")
+        )
+        out.append(
+            {
+                "level": level,
+                "parameter": name,
+                "n": len(g),
+                "r": r,
+                "r_expected": r_exp,
+                "bias": float((g["mean"] - g["true"]).mean()),
+                "coverage_90": covered,
+                "note": note,
+            }
+        )
     return pd.DataFrame(out)

@@ -10,6 +10,8 @@ log-likelihood with the patient's parameters integrated out, for ``compare``), `
 from __future__ import annotations
 
 import json
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +63,13 @@ def flag_text(failures: list[str]) -> str | None:
     return "FIT FAILED DIAGNOSTICS: " + "; ".join(failures[:2]) + (" ..." if len(failures) > 2 else "")
 
 
-def fit_to_folder(tabs, cfg: Config, variant: str, out: Path, settings: FitSettings, progress=False) -> FitOutcome:
+def fit_to_folder(
+    tabs, cfg: Config, variant: str, out: Path, settings: FitSettings, progress=False
+) -> FitOutcome:
     """Fit ``variant`` and write its fit folder contents into ``out`` (the caller makes it atomic).
 
     ``progress``: as :func:`plasticity_rl.inference.fit` (False, True or a callable(done, total)).
     """
-    import time
-
     t0 = time.perf_counter()
     idata = fit_posterior(tabs, cfg, variant, settings, progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,13 +80,97 @@ def fit_posterior(tabs, cfg: Config, variant: str, settings: FitSettings, progre
     """The fit itself (NUTS or SVI, then the derived curves): InferenceData, nothing written."""
     from plasticity_rl.inference import fit
 
-    return fit(tabs, cfg, variant=variant, method=settings.method, chains=settings.chains,
-               warmup=settings.warmup, draws=settings.draws, seed=settings.seed, progress=progress,
-               target_accept=settings.target_accept, fit_window=settings.fit_window, fixed=dict(settings.fixed))
+    return fit(
+        tabs,
+        cfg,
+        variant=variant,
+        method=settings.method,
+        chains=settings.chains,
+        warmup=settings.warmup,
+        draws=settings.draws,
+        seed=settings.seed,
+        progress=progress,
+        target_accept=settings.target_accept,
+        fit_window=settings.fit_window,
+        fixed=dict(settings.fixed),
+    )
 
 
-def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings: FitSettings,
-                     seconds_before: float = 0.0) -> FitOutcome:
+def _timed(fun, *args):
+    t0 = time.perf_counter()
+    return fun(*args), time.perf_counter() - t0
+
+
+def fit_variants(
+    tabs,
+    cfg: Config,
+    variants: list[str],
+    folder: Path,
+    settings: FitSettings,
+    *,
+    fitting=None,
+    waiting=None,
+    written=None,
+) -> list[FitOutcome]:
+    """Fit each variant into ``folder / fit-<variant>``; one fit's folder is written while the next samples.
+
+    Why. After sampling, a fit folder takes ~10-20 s to finish (posterior.nc, the integrated LOO,
+    diagnostics, figures), much of it on one core (Python, tracing, XLA compiling); the next
+    fit's start (ADVI, compiling its sampler) is also mostly on one core, so the two together
+    keep both cores busy (benchmarks/README.md). One writer thread: folders are finished in
+    order, never two at once (matplotlib's settings are global). The fits themselves run one
+    after the other: same programs, same draws as fitting them one by one.
+
+    Hooks for a caller that reports: ``fitting(variant)`` a context manager around each fit that
+    yields its progress callback; ``waiting(variant)`` one around waiting for its folder;
+    ``written(outcome, seconds, overlapped)`` once the folder is complete.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    fitting = fitting or (lambda variant: nullcontext(False))
+    waiting = waiting or (lambda variant: nullcontext())
+    jobs = []
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fit-folder")
+    try:
+        for variant in variants:
+            for job in jobs:  # a folder that failed to write stops the run now, not after the next fit
+                if job.done():
+                    job.result()
+            t0 = time.perf_counter()
+            with fitting(variant) as progress:
+                idata = fit_posterior(tabs, cfg, variant, settings, progress=progress)
+            out = folder / f"fit-{variant}"
+            out.mkdir()
+            jobs.append(
+                writer.submit(
+                    _timed,
+                    write_fit_folder,
+                    idata,
+                    tabs,
+                    cfg,
+                    variant,
+                    out,
+                    settings,
+                    time.perf_counter() - t0,
+                )
+            )
+        outcomes = []
+        for i, (variant, job) in enumerate(zip(variants, jobs)):
+            with waiting(variant):
+                outcome, seconds = job.result()
+            if written is not None:
+                written(outcome, seconds, i + 1 < len(variants))
+            outcomes.append(outcome)
+        return outcomes
+    finally:
+        # On an error or Ctrl-C: drop what has not started, and wait for what has (JAX work
+        # cannot be interrupted), so nothing writes into the run's folder once it is removed.
+        writer.shutdown(wait=True, cancel_futures=True)
+
+
+def write_fit_folder(
+    idata, tabs, cfg: Config, variant: str, out: Path, settings: FitSettings, seconds_before: float = 0.0
+) -> FitOutcome:
     """Everything after the fit, into the existing folder ``out``: posterior.nc, the integrated
     LOO, diagnostics, summary tables and figures.
 
@@ -93,7 +179,6 @@ def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings
     interrupted meanwhile (its temporary folder removed) gets an error here, not a half-made
     folder recreated. ``seconds_before``: the fit's own time, added to the outcome's.
     """
-    import time
 
     from plasticity_rl.inference import diagnose
     from plasticity_rl.inference.diagnostics import group_parameters
@@ -107,17 +192,23 @@ def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings
         from plasticity_rl.inference.marginal import marginal_loo_data
 
         t1 = time.perf_counter()
-        marginal_loo_data(idata, tabs, cfg, variant, seed=settings.seed).to_netcdf(str(out / "loo_marginal.nc"))
+        marginal_loo_data(idata, tabs, cfg, variant, seed=settings.seed).to_netcdf(
+            str(out / "loo_marginal.nc")
+        )
         marginal_seconds = round(time.perf_counter() - t1, 3)
     diag = diagnose(idata)
     # An SVI fit has no chains to diagnose: its summary is the approximate posterior's statistics.
     svi = settings.method == "svi"
-    az.summary(idata, var_names=group_parameters(idata), hdi_prob=0.94, kind="stats" if svi else "all").to_csv(
-        out / "summary.csv")
+    az.summary(
+        idata, var_names=group_parameters(idata), hdi_prob=0.94, kind="stats" if svi else "all"
+    ).to_csv(out / "summary.csv")
     diag_json = {
-        "variant": variant, "method": settings.method, "passed": bool(diag.passed),
+        "variant": variant,
+        "method": settings.method,
+        "passed": bool(diag.passed),
         "fixed": json.loads(idata.posterior.attrs.get("fixed", "{}")),
-        "failures": diag.failures, "notes": diag.notes,
+        "failures": diag.failures,
+        "notes": diag.notes,
         "divergences": diag.divergences,
         "e_bfmi": None if diag.bfmi is None else [float(b) for b in diag.bfmi],
         "thresholds": diag.thresholds.__dict__,
@@ -137,7 +228,9 @@ def write_fit_folder(idata, tabs, cfg: Config, variant: str, out: Path, settings
     window_parameters(idata, cfg).to_csv(out / "window_parameters.csv", index=False)
     (out / "figures").mkdir(exist_ok=True)  # not parents=True: see the docstring
     draw_fit_figures(cfg, curves, contrasts, window, out / "figures", flag_text(diag.failures))
-    return FitOutcome(out, variant, bool(diag.passed), diag.failures, seconds_before + time.perf_counter() - t0)
+    return FitOutcome(
+        out, variant, bool(diag.passed), diag.failures, seconds_before + time.perf_counter() - t0
+    )
 
 
 def window_spans_of(window: pd.DataFrame, frac: float = 0.5) -> list[tuple[float, float]]:
@@ -156,12 +249,13 @@ def window_spans_of(window: pd.DataFrame, frac: float = 0.5) -> list[tuple[float
 
 
 def draw_fit_figures(cfg: Config, curves, contrasts, window, folder: Path, note: str | None) -> list[Path]:
-    from plasticity_rl.plots import contrast_forest, posterior_belief_curves, window_posterior
-    from plasticity_rl.plots import save_figure
+    from plasticity_rl.plots import contrast_forest, posterior_belief_curves, save_figure, window_posterior
 
     labels = {a.name: a.label or a.name for a in cfg.all_arms()}
     figs = {
-        "posterior_belief_curves": posterior_belief_curves(curves, arm_labels=labels, window=window_spans_of(window), title_note=note),
+        "posterior_belief_curves": posterior_belief_curves(
+            curves, arm_labels=labels, window=window_spans_of(window), title_note=note
+        ),
         "contrast_forest": contrast_forest(contrasts, title_note=note),
         "window_posterior": window_posterior(window, arm_labels=labels, title_note=note),
     }
@@ -190,8 +284,7 @@ def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
     per-patient LOO (``posterior.nc``'s ``log_likelihood``), which PSIS usually cannot estimate
     here, is written beside it as ``loo_conditional.csv`` / ``loo_conditional_pareto_k.json``.
     """
-    from plasticity_rl.plots import loo_comparison
-    from plasticity_rl.plots import save_figure
+    from plasticity_rl.plots import loo_comparison, save_figure
 
     conditional, marginal = {}, {}
     for d in fit_dirs:

@@ -43,8 +43,9 @@ def _adjoint_scan_bwd(step, unroll, res, ct_states):
         _, vjp = jax.vjp(lambda s: step(s, x, params), state)
         return vjp(lam)[0], lam
 
-    lam0, lam = jax.lax.scan(back, jax.tree.map(jnp.zeros_like, state0), (before, xs, ct_states),
-                             reverse=True, unroll=unroll)
+    lam0, lam = jax.lax.scan(
+        back, jax.tree.map(jnp.zeros_like, state0), (before, xs, ct_states), reverse=True, unroll=unroll
+    )
     # All steps at once, with ``params`` broadcast to the stacked states' shape first, so that
     # their cotangents come back per step and element and are summed here, over time first.
     full = jax.tree.leaves(before)[0].shape

@@ -25,8 +25,9 @@ sampling), so a caller can show progress between chunks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache, partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,11 +126,20 @@ def block_inverse_mass(diagonal, sizes: dict[str, int], block: tuple[str, ...]) 
 
 
 @lru_cache(maxsize=8)
-def program(model: BoundModel, shapes, warmup: int, chunk: int, target_accept: float,
-            max_tree_depth: int, dense_block: tuple[str, ...] = (), step_size: float = 1.0) -> Program:
+def program(
+    model: BoundModel,
+    shapes,
+    warmup: int,
+    chunk: int,
+    target_accept: float,
+    max_tree_depth: int,
+    dense_block: tuple[str, ...] = (),
+    step_size: float = 1.0,
+) -> Program:
     """The compiled-once pieces for one model and data shape (``shapes``: the cache key only)."""
     init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda x: partial(potential_energy, model, (x,), {}), algo="NUTS")
+        potential_fn_gen=lambda x: partial(potential_energy, model, (x,), {}), algo="NUTS"
+    )
 
     def init_one(key, z0, inverse_mass_matrix, x):
         # As NUTS.init: one split of the chain's key, the first half drives the kernel.
@@ -137,10 +147,18 @@ def program(model: BoundModel, shapes, warmup: int, chunk: int, target_accept: f
         # dense_mass=[]: NUTS.init's structural form of dense_mass=False (a diagonal per site);
         # [dense_block]: that block dense, the other sites diagonal.
         # inverse_mass_matrix: the first window's (ones = NumPyro's default), in block form.
-        return init_kernel(z0, num_warmup=warmup, dense_mass=[dense_block] if dense_block else [],
-                           inverse_mass_matrix=inverse_mass_matrix, step_size=step_size,
-                           target_accept_prob=target_accept, trajectory_length=None,
-                           max_tree_depth=max_tree_depth, model_args=(x,), rng_key=key)
+        return init_kernel(
+            z0,
+            num_warmup=warmup,
+            dense_mass=[dense_block] if dense_block else [],
+            inverse_mass_matrix=inverse_mass_matrix,
+            step_size=step_size,
+            target_accept_prob=target_accept,
+            trajectory_length=None,
+            max_tree_depth=max_tree_depth,
+            model_args=(x,),
+            rng_key=key,
+        )
 
     def advance_one(state, x):
         def body(state, _):
@@ -177,11 +195,23 @@ def _shapes(x):
     return treedef, tuple((tuple(np.shape(v)), jnp.result_type(v)) for v in leaves)
 
 
-def run_parallel_nuts(model: BoundModel, x, init: dict, chains: int, warmup: int, draws: int, seed: int,
-                      target_accept: float = 0.8, max_tree_depth: int = 10,
-                      on_progress: Callable[[int, int], None] | None = None, *,
-                      z_start: dict | None = None, inverse_mass_matrix=None,
-                      dense_block: tuple[str, ...] = (), step_size: float = 1.0):
+def run_parallel_nuts(
+    model: BoundModel,
+    x,
+    init: dict,
+    chains: int,
+    warmup: int,
+    draws: int,
+    seed: int,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    on_progress: Callable[[int, int], None] | None = None,
+    *,
+    z_start: dict | None = None,
+    inverse_mass_matrix=None,
+    dense_block: tuple[str, ...] = (),
+    step_size: float = 1.0,
+):
     """NUTS with one chain per local device; returns (samples, stats), each (chains, draws, ...).
 
     ``samples`` holds every latent site on its constrained scale; ``stats`` the fields in FIELDS.
@@ -193,18 +223,30 @@ def run_parallel_nuts(model: BoundModel, x, init: dict, chains: int, warmup: int
     the warm-up adapts it). ``on_progress(done, total)`` is called after each chunk of iterations.
     """
     if jax.local_device_count() < chains:
-        raise ValueError(f"parallel chains need a device per chain: {chains} chains, "
-                         f"{jax.local_device_count()} devices (numpyro.set_host_device_count)")
+        raise ValueError(
+            f"parallel chains need a device per chain: {chains} chains, "
+            f"{jax.local_device_count()} devices (numpyro.set_host_device_count)"
+        )
     shapes = _shapes(x)
     transforms = _transforms(model, shapes)
     missing = set(transforms) - set(init)
     if missing:
         raise ValueError(f"no initial value for latent site(s) {sorted(missing)}")
-    prog = program(model, shapes, int(warmup), chunk_length(warmup, draws), float(target_accept),
-                   int(max_tree_depth), tuple(dense_block), float(step_size))
+    prog = program(
+        model,
+        shapes,
+        int(warmup),
+        chunk_length(warmup, draws),
+        float(target_accept),
+        int(max_tree_depth),
+        tuple(dense_block),
+        float(step_size),
+    )
     if z_start is None:
-        z0 = {k: jnp.broadcast_to(t.inv(jnp.asarray(init[k])), (chains,) + jnp.shape(init[k]))
-              for k, t in transforms.items()}
+        z0 = {
+            k: jnp.broadcast_to(t.inv(jnp.asarray(init[k])), (chains,) + jnp.shape(init[k]))
+            for k, t in transforms.items()
+        }
     else:
         z0 = {k: jnp.asarray(z_start[k]) for k in transforms}
     if inverse_mass_matrix is None:

@@ -7,7 +7,7 @@ axis; the split changes nothing but the wall time.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -24,6 +24,10 @@ def lgamma_positive(x):
     z = x + 6.0
     zi = 1.0 / z
     zi2 = zi * zi
-    stirling = (z - 0.5) * jnp.log(z) - z + _HALF_LOG_2PI + zi * (
-        1.0 / 12.0 - zi2 * (1.0 / 360.0 - zi2 * (1.0 / 1260.0 - zi2 / 1680.0)))
+    stirling = (
+        (z - 0.5) * jnp.log(z)
+        - z
+        + _HALF_LOG_2PI
+        + zi * (1.0 / 12.0 - zi2 * (1.0 / 360.0 - zi2 * (1.0 / 1260.0 - zi2 / 1680.0)))
+    )
     return stirling - jnp.log(x * (x + 1.0) * (x + 2.0) * (x + 3.0) * (x + 4.0) * (x + 5.0))

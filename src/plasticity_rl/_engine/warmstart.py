@@ -94,10 +94,15 @@ def _program(model: BoundModel, steps: int, learning_rate: float):
     return jit_fit_program(run)
 
 
-def advi(model: BoundModel, x, z0: dict, key, steps: int = STEPS, learning_rate: float = LEARNING_RATE) -> WarmStart:
+def advi(
+    model: BoundModel, x, z0: dict, key, steps: int = STEPS, learning_rate: float = LEARNING_RATE
+) -> WarmStart:
     """Fit q from ``z0`` (unconstrained starting point, site -> array) on data ``x``."""
     loc, scale, losses = _program(model, int(steps), float(learning_rate))(z0, x, key)
     losses = np.asarray(losses, np.float64)
     tenth = max(1, losses.shape[0] // 10)
-    last, before = losses[-tenth:].mean(), losses[-2 * tenth:-tenth].mean() if losses.shape[0] >= 2 * tenth else np.nan
+    last, before = (
+        losses[-tenth:].mean(),
+        losses[-2 * tenth : -tenth].mean() if losses.shape[0] >= 2 * tenth else np.nan,
+    )
     return WarmStart(loc=dict(loc), scale=dict(scale), loss=float(last), drift=float(before - last))

@@ -96,7 +96,7 @@ def disable_ynn_fusion() -> bool:
         )
         return False
     if len(effective) < len(tokens):
-        ignored = " ".join(tokens[len(effective):])
+        ignored = " ".join(tokens[len(effective) :])
         warnings.warn(
             f"plasticity_rl: XLA ignores the end of XLA_FLAGS from {tokens[len(effective)]!r} on "
             f"({ignored!r}): every flag must start with '--'. plasticity_rl put its own flag first.",
@@ -121,7 +121,7 @@ def disable_ynn_fusion() -> bool:
 FIT_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fit_compiler_options() -> dict | None:
     """FIT_COMPILER_OPTIONS if this XLA accepts them (checked once on a tiny program), else None."""
     import jax
@@ -155,7 +155,7 @@ def fit_program(**jit_kwargs):
     """
 
     def decorate(fun):
-        @functools.lru_cache(maxsize=None)
+        @functools.cache
         def jitted():
             return jit_fit_program(fun, **jit_kwargs)
 

@@ -76,8 +76,10 @@ def _svi(idata: az.InferenceData, th: Thresholds) -> Diagnostics:
         last, prev = trace[-tail:].mean(), trace[-2 * tail : -tail].mean()
         drift = abs(prev - last) / max(abs(last), 1.0)
         if drift > th.svi_rel_drift_max:
-            failures.append(f"SVI loss still moving: relative change {drift:.4f} over the last 10% of "
-                            f"steps (> {th.svi_rel_drift_max}); run more steps")
+            failures.append(
+                f"SVI loss still moving: relative change {drift:.4f} over the last 10% of "
+                f"steps (> {th.svi_rel_drift_max}); run more steps"
+            )
     return Diagnostics(not failures, failures, pd.DataFrame(), None, None, None, "svi", th, notes)
 
 
@@ -121,8 +123,10 @@ def diagnose(idata: az.InferenceData, thresholds: Thresholds | None = None, **ov
         divergences = int(np.asarray(stats["diverging"]).sum())
         if divergences > th.divergences_max:
             total = int(np.asarray(stats["diverging"]).size)
-            failures.append(f"{divergences} divergent transitions of {total} (allowed: "
-                            f"{th.divergences_max}); raise target_accept or reparameterise")
+            failures.append(
+                f"{divergences} divergent transitions of {total} (allowed: "
+                f"{th.divergences_max}); raise target_accept or reparameterise"
+            )
     else:
         failures.append("no sample_stats.diverging: cannot check divergences")
     if stats is not None and "energy" in stats:

@@ -30,9 +30,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable, Literal
+from functools import cache
+from typing import Literal
 
 import arviz as az
 import jax
@@ -42,8 +43,6 @@ import numpyro
 from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
-from plasticity_rl._engine.xla import fit_program, jit_fit_program
-from plasticity_rl.config import Config, config_to_yaml
 from plasticity_rl._engine.chains import (
     BoundModel,
     block_inverse_mass,
@@ -52,20 +51,22 @@ from plasticity_rl._engine.chains import (
     run_parallel_nuts,
 )
 from plasticity_rl._engine.devices import device_split, on_devices
+from plasticity_rl._engine.warmstart import STEPS as ADVI_STEPS
+from plasticity_rl._engine.warmstart import advi
+from plasticity_rl._engine.xla import fit_program, jit_fit_program
+from plasticity_rl.config import Config, config_to_yaml
 from plasticity_rl.inference.model import (
+    WINDOW_TIME_CONSTANTS,
     ModelSpec,
     belief_model,
     build,
     cohort_trajectories,
-    WINDOW_TIME_CONSTANTS,
     init_values,
     patient_log_lik,
     window_values,
     with_fixed,
 )
 from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
-from plasticity_rl._engine.warmstart import STEPS as ADVI_STEPS
-from plasticity_rl._engine.warmstart import advi
 
 WARM_START_STREAM = 0x5741  # fold_in tag: the warm start's keys, apart from the chains'
 
@@ -150,10 +151,15 @@ def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per
     return jax.lax.map(lambda th: draw_outputs(spec, x, th, n_arms, steps_per_day), theta, batch_size=batch)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _derived_pmapped(spec: ModelSpec, n_arms: int, steps_per_day: int, n_devices: int):
-    return jit_fit_program(jax.pmap(lambda x, theta: derived.inline(spec, x, theta, n_arms, steps_per_day),
-                                    in_axes=(None, 0), devices=jax.local_devices()[:n_devices]))
+    return jit_fit_program(
+        jax.pmap(
+            lambda x, theta: derived.inline(spec, x, theta, n_arms, steps_per_day),
+            in_axes=(None, 0),
+            devices=jax.local_devices()[:n_devices],
+        )
+    )
 
 
 def derived_on_devices(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):
@@ -189,40 +195,89 @@ def _warm_start(spec, x, init, chains, seed):
     # Its own stream, apart from the chains' keys (split(key(seed), chains), as MCMC.run).
     k_fit, k_draw = jax.random.split(jax.random.fold_in(jax.random.key(seed), WARM_START_STREAM))
     ws = advi(BoundModel(belief_model, spec), x, z0, k_fit)
-    attrs = {"warm_start_seconds": round(time.perf_counter() - t0, 3), "warm_start_loss": ws.loss,
-             "warm_start_drift": ws.drift}
+    attrs = {
+        "warm_start_seconds": round(time.perf_counter() - t0, 3),
+        "warm_start_loss": ws.loss,
+        "warm_start_drift": ws.drift,
+    }
     if not ws.ok:
         attrs["warm_start"] = "failed (non-finite ADVI result): chains started at the prior centres"
         return None, None, attrs
-    attrs["warm_start"] = f"advi ({ADVI_STEPS} steps): chains start at draws from it, first mass matrix its variances"
+    attrs["warm_start"] = (
+        f"advi ({ADVI_STEPS} steps): chains start at draws from it, first mass matrix its variances"
+    )
     return ws.chain_inits(k_draw, chains), ws.inverse_mass_matrix(), attrs
 
 
-def _run_nuts(model, spec, x, init, chains, warmup, draws, seed, progress, chain_method, target_accept,
-              max_tree_depth, warm_start=True, mass_matrix: MassMatrix = "dense-group"):
-    z_start, imm, info = _warm_start(spec, x, init, chains, seed) if warm_start else (None, None, {
-        "warm_start": "none: chains started at the prior centres"})
+def _run_nuts(
+    model,
+    spec,
+    x,
+    init,
+    chains,
+    warmup,
+    draws,
+    seed,
+    progress,
+    chain_method,
+    target_accept,
+    max_tree_depth,
+    warm_start=True,
+    mass_matrix: MassMatrix = "dense-group",
+):
+    z_start, imm, info = (
+        _warm_start(spec, x, init, chains, seed)
+        if warm_start
+        else (None, None, {"warm_start": "none: chains started at the prior centres"})
+    )
     transforms = chain_transforms(BoundModel(belief_model, spec), x)
     block = group_block(transforms) if mass_matrix == "dense-group" else ()
-    info["mass_matrix"] = (f"dense over the group-level parameters ({', '.join(block)}); diagonal for the rest"
-                           if block else "diagonal")
+    info["mass_matrix"] = (
+        f"dense over the group-level parameters ({', '.join(block)}); diagonal for the rest"
+        if block
+        else "diagonal"
+    )
     if chain_method == "parallel":
         # Our own pmap of NumPyro's NUTS kernel, with the data as an argument: another data set
         # of the same shape reuses the compilation (inference/chains.py). Same sampler as MCMC.
-        samples, extra = run_parallel_nuts(BoundModel(belief_model, spec), x, init, chains, warmup, draws, seed, target_accept,
-                                           max_tree_depth, on_progress=_progress_callback(progress, chains),
-                                           z_start=z_start, inverse_mass_matrix=imm, dense_block=block)
+        samples, extra = run_parallel_nuts(
+            BoundModel(belief_model, spec),
+            x,
+            init,
+            chains,
+            warmup,
+            draws,
+            seed,
+            target_accept,
+            max_tree_depth,
+            on_progress=_progress_callback(progress, chains),
+            z_start=z_start,
+            inverse_mass_matrix=imm,
+            dense_block=block,
+        )
         return samples, _numpyro_stats(extra), info
     if block and imm is not None:
         sizes = {k: int(np.prod(np.shape(init[k]))) for k in transforms}
         imm = block_inverse_mass(imm, sizes, block)
-    kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                  init_strategy=init_to_value(values=init), inverse_mass_matrix=imm,
-                  dense_mass=[block] if block else False)
+    kernel = NUTS(
+        model,
+        target_accept_prob=target_accept,
+        max_tree_depth=max_tree_depth,
+        init_strategy=init_to_value(values=init),
+        inverse_mass_matrix=imm,
+        dense_mass=[block] if block else False,
+    )
     # Data as arguments of the compiled sampler, not constants inside it: a data set of the same
     # shape then reuses the compilation (in memory, and via JAX's persistent cache across processes).
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method=chain_method, progress_bar=progress is True, jit_model_args=True)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=warmup,
+        num_samples=draws,
+        num_chains=chains,
+        chain_method=chain_method,
+        progress_bar=progress is True,
+        jit_model_args=True,
+    )
     if z_start is not None and chains == 1:
         z_start = {k: v[0] for k, v in z_start.items()}
     mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS), init_params=z_start)
@@ -267,7 +322,7 @@ def _run_svi(model, x, init, draws_total, seed, progress, steps, guide_kind, lea
         "svi_guide": guide_cls.__name__,
         "svi_steps": int(steps),
         "svi_learning_rate": float(learning_rate),
-        "svi_final_loss": float(np.mean(losses[-max(1, steps // 10):])),
+        "svi_final_loss": float(np.mean(losses[-max(1, steps // 10) :])),
         "svi_loss_trace": losses[::thin],
     }
     return samples, None, info
@@ -316,13 +371,23 @@ def _idata(data: FitData, spec: ModelSpec, x: ModelInputs, samples, stats, deriv
         "visit_E": data.visit_E,
         "visit_treated": data.visit_treated.astype(np.int8),
     }
-    dims.update({
-        "arm_index": ["patient"], "everyday": ["patient", "step"], "n_corr": ["patient", "step"],
-        "corrective": ["patient", "step", "corrective_slot"], "g_k": ["arm", "step"],
-        "gate": ["arm", "step"], "t_hours": ["step"], "dose_hours": ["arm", "dose"],
-        "dose_amounts": ["arm", "dose"], **{k: ["patient", "visit"] for k in
-                                    ("visit_day", "visit_step", "visit_D", "visit_E", "visit_treated")},
-    })
+    dims.update(
+        {
+            "arm_index": ["patient"],
+            "everyday": ["patient", "step"],
+            "n_corr": ["patient", "step"],
+            "corrective": ["patient", "step", "corrective_slot"],
+            "g_k": ["arm", "step"],
+            "gate": ["arm", "step"],
+            "t_hours": ["step"],
+            "dose_hours": ["arm", "dose"],
+            "dose_amounts": ["arm", "dose"],
+            **{
+                k: ["patient", "visit"]
+                for k in ("visit_day", "visit_step", "visit_D", "visit_E", "visit_treated")
+            },
+        }
+    )
     idata = az.from_dict(
         posterior=posterior,
         sample_stats=stats,
@@ -400,11 +465,20 @@ def fit(
         "seed": int(seed),
         "n_patients": fd.n_patients,
         "config_yaml": config_to_yaml(fd.config),
-        "window": (f"fitted: {', '.join(w.params)} (log-normal priors around the config's values)" if w.fitted
-                   else ("held at " + ", ".join(f"{n} = {getattr(w, n):g}" for n in WINDOW_TIME_CONSTANTS
-                                                if n in spec.fixed_values) if w.held
-                         else "fixed at the config's kernel") + ("" if fit_window else " (fit_window=False)")
-                   + ("" if fd.has_doses else " (no patient is dosed)")),
+        "window": (
+            f"fitted: {', '.join(w.params)} (log-normal priors around the config's values)"
+            if w.fitted
+            else (
+                "held at "
+                + ", ".join(
+                    f"{n} = {getattr(w, n):g}" for n in WINDOW_TIME_CONSTANTS if n in spec.fixed_values
+                )
+                if w.held
+                else "fixed at the config's kernel"
+            )
+            + ("" if fit_window else " (fit_window=False)")
+            + ("" if fd.has_doses else " (no patient is dosed)")
+        ),
         "window_kernel": w.kernel,
         "window_gamma_shape": w.gamma_shape,
         "window_saturation": w.saturation,
@@ -413,17 +487,44 @@ def fit(
     t0 = time.perf_counter()
     if method == "nuts":
         cm = resolve_chain_method(chains, chain_method)
-        samples, stats, info = _run_nuts(model, spec, x, init, chains, warmup, draws, seed, progress, cm,
-                                         target_accept, max_tree_depth, warm_start, mass_matrix)
-        attrs.update({"approximate": "no", "chains": chains, "warmup": warmup, "draws": draws,
-                      "chain_method": cm, "target_accept": target_accept,
-                      "max_tree_depth": max_tree_depth})
+        samples, stats, info = _run_nuts(
+            model,
+            spec,
+            x,
+            init,
+            chains,
+            warmup,
+            draws,
+            seed,
+            progress,
+            cm,
+            target_accept,
+            max_tree_depth,
+            warm_start,
+            mass_matrix,
+        )
+        attrs.update(
+            {
+                "approximate": "no",
+                "chains": chains,
+                "warmup": warmup,
+                "draws": draws,
+                "chain_method": cm,
+                "target_accept": target_accept,
+                "max_tree_depth": max_tree_depth,
+            }
+        )
     else:
-        samples, stats, info = _run_svi(model, x, init, chains * draws, seed, progress, svi_steps,
-                                        svi_guide, svi_learning_rate)
-        attrs.update({"approximate": "yes: variational (SVI) fit; posterior spread is typically "
-                      "underestimated and no MCMC diagnostics apply. Use method='nuts' for results.",
-                      "draws": chains * draws})
+        samples, stats, info = _run_svi(
+            model, x, init, chains * draws, seed, progress, svi_steps, svi_guide, svi_learning_rate
+        )
+        attrs.update(
+            {
+                "approximate": "yes: variational (SVI) fit; posterior spread is typically "
+                "underestimated and no MCMC diagnostics apply. Use method='nuts' for results.",
+                "draws": chains * draws,
+            }
+        )
     attrs["sampling_seconds"] = round(time.perf_counter() - t0, 3)
     attrs.update(info)
 

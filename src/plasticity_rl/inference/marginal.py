@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from functools import lru_cache, partial
+from functools import cache, partial
 
 import arviz as az
 import jax
@@ -38,9 +38,15 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from plasticity_rl._engine.xla import fit_program, jit_fit_program
 from plasticity_rl._engine.devices import device_split, on_devices
-from plasticity_rl.inference.model import ModelSpec, build, cohort_trajectories, patient_log_lik, window_was_fitted
+from plasticity_rl._engine.xla import fit_program, jit_fit_program
+from plasticity_rl.inference.model import (
+    ModelSpec,
+    build,
+    cohort_trajectories,
+    patient_log_lik,
+    window_was_fitted,
+)
 from plasticity_rl.inference.prepare import ModelInputs, prepare
 
 T_DF = 4.0  # proposal tails (its covariance is twice the Laplace covariance)
@@ -126,12 +132,16 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
         t_draws = mode + jnp.einsum("npq,mnq->mnp", tril, z_t) / jnp.sqrt(chi)
         theta = jnp.concatenate([t_draws, mu + tau * z_pop], axis=0)  # (M, N, P)
         log_prior = prior.log_prob(theta)  # (M, N)
-        log_q = jnp.logaddexp(math.log1p(-n_pop / M) + student.log_prob(theta), math.log(n_pop / M) + log_prior)
+        log_q = jnp.logaddexp(
+            math.log1p(-n_pop / M) + student.log_prob(theta), math.log(n_pop / M) + log_prior
+        )
         # 64 proposals at a time (a 6,400-wide recurrence at flagship size): 35.3 ms per draw of the
         # flagship's group parameters, against 38.2 with 16 at a time and 36.6 with 128
         # Only evaluated: the session maps looked up per step, not written out 64 times over
         # (that layout is for gradients; here it cost the flagship's LOO ~3 s).
-        ll = jax.lax.map(partial(log_lik, dense_session_maps=False), theta, batch_size=min(M, IS_BATCH))  # (M, N)
+        ll = jax.lax.map(
+            partial(log_lik, dense_session_maps=False), theta, batch_size=min(M, IS_BATCH)
+        )  # (M, N)
         lw = jnp.where(jnp.isfinite(ll), ll + log_prior - log_q, -jnp.inf)
         lse = jax.scipy.special.logsumexp(lw, axis=0)
         ess = jnp.exp(2.0 * lse - jax.scipy.special.logsumexp(2.0 * lw, axis=0))
@@ -140,11 +150,16 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
     return jax.lax.map(one_draw, (groups, theta_fit))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _on_devices(spec: ModelSpec, M: int, n_devices: int):
     """:func:`marginal_draws` as one ``pmap`` over ``n_devices`` local devices (one thread each)."""
-    return jit_fit_program(jax.pmap(lambda shared, b: marginal_draws.inline(spec, shared[0], b[0], b[1], M, shared[1]),
-                                    in_axes=(None, 0), devices=jax.local_devices()[:n_devices]))
+    return jit_fit_program(
+        jax.pmap(
+            lambda shared, b: marginal_draws.inline(spec, shared[0], b[0], b[1], M, shared[1]),
+            in_axes=(None, 0),
+            devices=jax.local_devices()[:n_devices],
+        )
+    )
 
 
 def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: int, key):
@@ -179,7 +194,9 @@ def marginal_loo_data(
     variant = variant or str(idata.posterior.attrs.get("variant"))
     fd = prepare(data, cfg, variant)
     post = idata.posterior
-    _, spec, x = build(fd, fit_window=window_was_fitted(post), fixed=json.loads(post.attrs.get("fixed", "{}")))
+    _, spec, x = build(
+        fd, fit_window=window_was_fitted(post), fixed=json.loads(post.attrs.get("fixed", "{}"))
+    )
     names = spec.patient_params
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     if post.sizes.get("patient") != fd.n_patients:
@@ -188,8 +205,9 @@ def marginal_loo_data(
     gnames = group_names(spec)
     groups = {n: jnp.asarray(post[n].values[:, keep].reshape(-1), jnp.float32) for n in gnames}
     theta_fit = np.stack([post[n].values[:, keep].reshape(n_chain * keep.size, -1) for n in names], axis=-1)
-    ll, ess = marginal_draws_on_devices(spec, x, groups, jnp.asarray(theta_fit, jnp.float32), importance_samples,
-                                        jax.random.key(seed))  # (S, N) each
+    ll, ess = marginal_draws_on_devices(
+        spec, x, groups, jnp.asarray(theta_fit, jnp.float32), importance_samples, jax.random.key(seed)
+    )  # (S, N) each
     ll = np.asarray(ll, np.float64).reshape(n_chain, keep.size, -1)
     ess = np.asarray(ess, np.float64)
     if not np.all(np.isfinite(ll)):
@@ -201,10 +219,10 @@ def marginal_loo_data(
     attrs = {
         "variant": variant,
         "loo": "integrated: each patient's log-likelihood with their own parameters integrated "
-               "over the population distribution (importance sampling)",
+        "over the population distribution (importance sampling)",
         "importance_samples": int(importance_samples),
         "proposal": f"{1 - DEFENSIVE:.0%} Student-t ({T_DF:g} df) at the Laplace approximation of each "
-                    f"patient's conditional posterior, {DEFENSIVE:.0%} the population distribution",
+        f"patient's conditional posterior, {DEFENSIVE:.0%} the population distribution",
         "is_ess_min": float(ess.min()),
         "is_ess_p01": float(np.quantile(ess, 0.01)),
         "is_ess_median": float(np.median(ess)),

@@ -120,8 +120,15 @@ class WindowSpec:
     @staticmethod
     def from_config(cfg: Config, fitted: bool) -> WindowSpec:
         pl = cfg.plasticity
-        return WindowSpec(pl.kernel, float(pl.gamma_shape), float(pl.saturation), float(pl.tau_k_hours),
-                          float(pl.tau_rise_hours), float(pl.tau_decay_hours), bool(fitted))
+        return WindowSpec(
+            pl.kernel,
+            float(pl.gamma_shape),
+            float(pl.saturation),
+            float(pl.tau_k_hours),
+            float(pl.tau_rise_hours),
+            float(pl.tau_decay_hours),
+            bool(fitted),
+        )
 
     def holding(self, fixed: dict[str, float]) -> WindowSpec:
         """This window with any time constants in ``fixed`` held at their values (not fitted)."""
@@ -146,14 +153,21 @@ class WindowSpec:
             return {}
         if self.kernel == "gamma":
             return {"tau_k_hours": self.tau_k_hours}
-        return {"tau_rise_hours": self.tau_rise_hours, "window_gap_hours": self.tau_decay_hours - self.tau_rise_hours}
+        return {
+            "tau_rise_hours": self.tau_rise_hours,
+            "window_gap_hours": self.tau_decay_hours - self.tau_rise_hours,
+        }
 
     def kernel_params(self, theta: dict | None = None) -> KernelParams:
         """KernelParams with the time constants from ``theta`` where fitted, else the fixed ones."""
         th = theta if self.fitted and theta is not None else {}
-        return KernelParams(0 if self.kernel == "gamma" else 1, self.gamma_shape,
-                            th.get("tau_k_hours", self.tau_k_hours), th.get("tau_rise_hours", self.tau_rise_hours),
-                            th.get("tau_decay_hours", self.tau_decay_hours))
+        return KernelParams(
+            0 if self.kernel == "gamma" else 1,
+            self.gamma_shape,
+            th.get("tau_k_hours", self.tau_k_hours),
+            th.get("tau_rise_hours", self.tau_rise_hours),
+            th.get("tau_decay_hours", self.tau_decay_hours),
+        )
 
 
 @dataclass(frozen=True)
@@ -191,7 +205,9 @@ class ModelSpec:
     @property
     def observation_params(self) -> tuple[str, ...]:
         """The observation channels' parameters this fit estimates (phi, sigma_*)."""
-        names = (["phi"] if self.has_ema else []) + (["sigma_baseline", "sigma_treated"] if self.has_visits else [])
+        names = (["phi"] if self.has_ema else []) + (
+            ["sigma_baseline", "sigma_treated"] if self.has_visits else []
+        )
         return tuple(n for n in names if n not in self.fixed_values)
 
     @property
@@ -200,8 +216,12 @@ class ModelSpec:
         return self.patient_params + self.group_params + self.window.params + self.observation_params
 
     @staticmethod
-    def from_data(data: FitData, variant: str | None = None, fit_window: bool = True,
-                  fixed: dict[str, float] | None = None) -> ModelSpec:
+    def from_data(
+        data: FitData,
+        variant: str | None = None,
+        fit_window: bool = True,
+        fixed: dict[str, float] | None = None,
+    ) -> ModelSpec:
         variant = variant or data.variant
         fixed = check_fixed(variant, {**data.config.model.fixed, **(fixed or {})}, data.config)
         window = WindowSpec.from_config(data.config, fit_window and data.has_doses)
@@ -228,8 +248,10 @@ def check_fixed(variant: str, fixed: dict, cfg: Config) -> dict[str, float]:
     problems = []
     for name, value in fixed.items():
         if name not in uses:
-            problems.append(f"fixed {name!r}: not a parameter of {variant!r} with the {kernel} kernel; "
-                            f"allowed: {sorted(uses)}")
+            problems.append(
+                f"fixed {name!r}: not a parameter of {variant!r} with the {kernel} kernel; "
+                f"allowed: {sorted(uses)}"
+            )
             continue
         problem = param(name).check_value(value, f"fixed {name}")
         if problem:
@@ -276,8 +298,9 @@ def cohort_drive(spec: ModelSpec, theta: dict, x: ModelInputs):
     """(arms, T) g(k_j): recomputed from the doses with theta's time constants, or the config's."""
     if not spec.window.fitted and not spec.window.held:
         return x.g_k
-    return arm_drive(x.t_hours, x.dose_hours, x.dose_amounts, spec.window.kernel_params(theta),
-                     spec.window.saturation)
+    return arm_drive(
+        x.t_hours, x.dose_hours, x.dose_amounts, spec.window.kernel_params(theta), spec.window.saturation
+    )
 
 
 def group_params(spec: ModelSpec, theta: dict) -> dict:
@@ -288,8 +311,9 @@ def group_params(spec: ModelSpec, theta: dict) -> dict:
     return out
 
 
-def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs,
-                        dense_session_maps: bool = True) -> tuple[Trajectory, jax.Array]:
+def cohort_trajectories(
+    spec: ModelSpec, theta: dict, x: ModelInputs, dense_session_maps: bool = True
+) -> tuple[Trajectory, jax.Array]:
     """run_beliefs over the whole cohort (one scan, batched carry); trajectories and V0 (N,).
 
     ``session_steps`` are the steps that may hold a session, so run_beliefs applies the session
@@ -302,9 +326,19 @@ def cohort_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs,
     theta = with_fixed(spec, theta, x.arm_index.shape[0])
     p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
     g_k = cohort_drive(spec, theta, x)
-    traj = run_beliefs(model, p, g_k[x.arm_index], x.gate[x.arm_index], x.everyday, x.corrective,
-                       x.n_corr, any_session=x.session_anywhere, session_steps=x.session_steps,
-                       unroll=1 if model.affine_session else 4, dense_session_maps=dense_session_maps)
+    traj = run_beliefs(
+        model,
+        p,
+        g_k[x.arm_index],
+        x.gate[x.arm_index],
+        x.everyday,
+        x.corrective,
+        x.n_corr,
+        any_session=x.session_anywhere,
+        session_steps=x.session_steps,
+        unroll=1 if model.affine_session else 4,
+        dense_session_maps=dense_session_maps,
+    )
     return traj, model.initial(p).V
 
 

@@ -33,6 +33,7 @@ from plasticity_rl.table_checks import arrays_from_tables
 if TYPE_CHECKING:  # the simulator is upstream of the fit, never imported by it
     from plasticity_rl.simulate import Simulation
 
+
 class ModelInputs(NamedTuple):
     """JAX arrays the NumPyro model reads (a pytree, passed as the model's argument)."""
 
@@ -125,8 +126,10 @@ class FitData:
             session_anywhere=jnp.asarray((self.n_corr > 0).any(axis=0)),
             # Scheduled steps, not only attended ones, so every data set from one config has the
             # same K (one compilation); a step where nobody attended maps beliefs to themselves.
-            session_steps=jnp.asarray(np.union1d(scheduled_session_steps(self.arm),
-                                                 np.flatnonzero((self.n_corr > 0).any(axis=0))), jnp.int32),
+            session_steps=jnp.asarray(
+                np.union1d(scheduled_session_steps(self.arm), np.flatnonzero((self.n_corr > 0).any(axis=0))),
+                jnp.int32,
+            ),
             ema=jnp.asarray(np.where(ema_mask, self.ema, 0.5), jnp.float32),
             ema_mask=jnp.asarray(ema_mask),
             ema_step=jnp.asarray(ema_steps(self.days, spd), jnp.int32),
@@ -155,7 +158,7 @@ def _fixed_values(cfg: Config) -> dict[str, float]:
 # ----------------------------------------------------------------------------- from a simulation
 
 
-def from_simulation(sim: "Simulation") -> FitData:
+def from_simulation(sim: Simulation) -> FitData:
     """Fit inputs straight from a simulated cohort's arrays (no table round trip)."""
     cfg, sch = sim.config, sim.schedules
     ex = sim.experiences

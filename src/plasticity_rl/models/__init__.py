@@ -6,10 +6,9 @@ likelihood and ``plasticity-rl run``'s comparison (against the variant's ``foil`
 name. The bundled variants are in :mod:`plasticity_rl.models.variants`.
 """
 
+from plasticity_rl.models import variants as _bundled  # noqa: F401, E402 - registers the bundled variants
 from plasticity_rl.models.base import BeliefModel, Beliefs, Trajectory, register, run_beliefs
 from plasticity_rl.registry import MODELS
-
-from plasticity_rl.models import variants as _bundled  # noqa: F401, E402 - registers the bundled variants
 
 
 def get_model(name: str) -> BeliefModel:
@@ -24,4 +23,13 @@ def foil_of(name: str) -> str:
     return get_model(name).foil
 
 
-__all__ = ["MODELS", "BeliefModel", "Beliefs", "Trajectory", "foil_of", "get_model", "register", "run_beliefs"]
+__all__ = [
+    "MODELS",
+    "BeliefModel",
+    "Beliefs",
+    "Trajectory",
+    "foil_of",
+    "get_model",
+    "register",
+    "run_beliefs",
+]

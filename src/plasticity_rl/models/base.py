@@ -12,9 +12,10 @@ fitted model cannot drift from the simulated one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -86,10 +87,16 @@ def register(model: BeliefModel, *, replace: bool = False) -> BeliefModel:
     Its parameters must be rows of the parameter table (:data:`plasticity_rl.params.PARAMS`) at
     the level it uses them: ``patient_params`` patient-level, ``group_params`` group-level.
     """
-    problems = [f"{n!r} is not a patient-level parameter of the table" for n in model.patient_params
-                if n not in PARAMS or PARAMS[n].level != "patient"]
-    problems += [f"{n!r} is not a group-level parameter of the table" for n in model.group_params
-                 if n not in PARAMS or PARAMS[n].level != "group" or PARAMS[n].applies]
+    problems = [
+        f"{n!r} is not a patient-level parameter of the table"
+        for n in model.patient_params
+        if n not in PARAMS or PARAMS[n].level != "patient"
+    ]
+    problems += [
+        f"{n!r} is not a group-level parameter of the table"
+        for n in model.group_params
+        if n not in PARAMS or PARAMS[n].level != "group" or PARAMS[n].applies
+    ]
     if model.name in MODELS and not replace:
         problems.append(f"a variant named {model.name!r} is registered already (replace=True to override)")
     if problems:
@@ -98,8 +105,19 @@ def register(model: BeliefModel, *, replace: bool = False) -> BeliefModel:
     return model
 
 
-def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, n_corr, any_session=None,
-                unroll: int = 1, session_steps=None, dense_session_maps: bool = False) -> Trajectory:
+def run_beliefs(
+    model: BeliefModel,
+    p: Params,
+    g_k,
+    gate,
+    everyday,
+    corrective,
+    n_corr,
+    any_session=None,
+    unroll: int = 1,
+    session_steps=None,
+    dense_session_maps: bool = False,
+) -> Trajectory:
     """Beliefs over T steps, given the outcomes experienced: THE recurrence of the package.
 
     Shapes are patient-major with optional leading batch dimensions ``...`` (none for one
@@ -140,7 +158,9 @@ def run_beliefs(model: BeliefModel, p: Params, g_k, gate, everyday, corrective, 
     o_t = o_t.astype(dtype)
     if session_steps is not None and model.affine_session:
         steps = jnp.asarray(session_steps, jnp.int32)
-        maps = session_maps(model, p, jax.tree.map(lambda a: a[steps], rates), c_t[steps].astype(dtype), n_t[steps])
+        maps = session_maps(
+            model, p, jax.tree.map(lambda a: a[steps], rates), c_t[steps].astype(dtype), n_t[steps]
+        )
         p_arrays = jax.tree.map(jnp.asarray, p)
         if dense_session_maps:
             xs, params = (rates, o_t, per_step_maps(maps, steps, o_t.shape)), (p_arrays, None)
@@ -197,8 +217,12 @@ _IDENTITY = SessionMap(VV=1.0, VS=0.0, SV=0.0, SS=1.0, bV=0.0, bS=0.0)
 
 def with_identity(maps: SessionMap) -> SessionMap:
     """``maps`` with the identity (no session) appended as entry K."""
-    return SessionMap(*(jnp.concatenate([a, jnp.full((1,) + a.shape[1:], fill, a.dtype)])
-                        for fill, a in zip(_IDENTITY, maps)))
+    return SessionMap(
+        *(
+            jnp.concatenate([a, jnp.full((1,) + a.shape[1:], fill, a.dtype)])
+            for fill, a in zip(_IDENTITY, maps)
+        )
+    )
 
 
 def per_step_maps(maps: SessionMap, steps, shape) -> SessionMap:
@@ -224,8 +248,6 @@ def _mapped_step(model: BeliefModel, state: Beliefs, xs, params) -> Beliefs:
         m = jax.tree.map(lambda a: a[m], maps)
     after_session = Beliefs(m.VV * state.V + m.VS * state.S + m.bV, m.SV * state.V + m.SS * state.S + m.bS)
     return model.everyday(after_session, o, r, p)
-
-
 
 
 # ----------------------------------------------------------------------------- update pieces

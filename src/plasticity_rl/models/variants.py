@@ -118,7 +118,8 @@ def schema_asym_session(s: Beliefs, cs, n, r, p) -> Beliefs:
 _SYM = ("logit_alpha0", "A", "logit_S0")
 _ASYM = ("logit_alpha0_pos", "A_pos", "logit_alpha0_neg", "A_neg", "logit_S0")
 
-register(BeliefModel(
+register(
+    BeliefModel(
         name="rw",
         description="Rescorla-Wagner: one belief V, V += alpha_j (o - V) for every experience.",
         patient_params=_SYM,
@@ -128,10 +129,12 @@ register(BeliefModel(
         rates=symmetric_rates,
         session=rw_session,
         everyday=rw_everyday,
-    foil="schema",
-))
+        foil="schema",
+    )
+)
 
-register(BeliefModel(
+register(
+    BeliefModel(
         name="rw_asym",
         description="Rescorla-Wagner with alpha+ / alpha- for positive / negative errors.",
         patient_params=_ASYM,
@@ -141,10 +144,12 @@ register(BeliefModel(
         rates=asymmetric_rates,
         session=rw_asym_session,
         everyday=rw_asym_everyday,
-    foil="rw",
-))
+        foil="rw",
+    )
+)
 
-register(BeliefModel(
+register(
+    BeliefModel(
         name="schema",
         description="Two timescales: V relaxes to the schema S; therapy reaches S at omega alpha_j.",
         patient_params=_SYM,
@@ -154,10 +159,12 @@ register(BeliefModel(
         rates=symmetric_rates,
         session=schema_session,
         everyday=schema_everyday,
-    foil="schema_ungated",
-))
+        foil="schema_ungated",
+    )
+)
 
-register(BeliefModel(
+register(
+    BeliefModel(
         name="schema_ungated",
         description="schema, but therapy learns at a constant alpha_T: timing does not matter.",
         patient_params=_SYM,
@@ -167,10 +174,12 @@ register(BeliefModel(
         rates=ungated_rates,
         session=schema_ungated_session,
         everyday=schema_everyday,
-    foil="schema",
-))
+        foil="schema",
+    )
+)
 
-register(BeliefModel(
+register(
+    BeliefModel(
         name="schema_asym",
         description="schema with alpha+ / alpha-; ketamine boosts alpha+ more (A_pos > A_neg).",
         patient_params=_ASYM,
@@ -180,5 +189,6 @@ register(BeliefModel(
         rates=asymmetric_rates,
         session=schema_asym_session,
         everyday=schema_asym_everyday,
-    foil="schema",
-))
+        foil="schema",
+    )
+)

@@ -16,6 +16,7 @@ Lesson figures (:mod:`plasticity_rl.plots.lesson`, :mod:`plasticity_rl.plots.val
 :func:`render_lesson_figures` adds those that apply to a simulation to a figures folder.
 """
 
+from plasticity_rl.plots._panels import TITLE_NOTE_COLOR, TITLE_NOTE_GID, figure_title
 from plasticity_rl.plots.figures import (
     FIGURES,
     alpha_curves,
@@ -26,15 +27,7 @@ from plasticity_rl.plots.figures import (
     save_figure,
     timing_curve,
 )
-from plasticity_rl.plots.inference import (
-    contrast_forest,
-    figure_title,
-    loo_comparison,
-    posterior_belief_curves,
-    recovery_scatter,
-    sbc_ranks,
-    window_posterior,
-)
+from plasticity_rl.plots.inference import contrast_forest, posterior_belief_curves, window_posterior
 from plasticity_rl.plots.lesson import (
     default_patient,
     kernel_and_alpha,
@@ -58,6 +51,7 @@ from plasticity_rl.plots.style import (
     shade_window,
     window_spans,
 )
+from plasticity_rl.plots.trust import loo_comparison, recovery_scatter, sbc_ranks
 from plasticity_rl.plots.validation import clinician_vs_published, published_targets
 
 __all__ = [
@@ -89,7 +83,9 @@ __all__ = [
     "shade_window",
     "timing_curve",
     "window_spans",
-    # fit results (plasticity_rl.plots.inference)
+    # fit results (plasticity_rl.plots.inference) and whether to trust them (plasticity_rl.plots.trust)
+    "TITLE_NOTE_COLOR",
+    "TITLE_NOTE_GID",
     "contrast_forest",
     "figure_title",
     "loo_comparison",

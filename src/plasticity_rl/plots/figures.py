@@ -8,8 +8,9 @@ the start of the experiment; every time-course figure shades the plasticity wind
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -104,7 +105,9 @@ def _stacked_widths(n: int, thin: float = 1.6, thick: float = 5.0) -> list[float
     return list(np.linspace(thick, thin, n))
 
 
-def _finish_whole_and_zoom(fig, axes, zoom: bool, lines: dict, marks: list, sim: Simulation, suptitle: str) -> None:
+def _finish_whole_and_zoom(
+    fig, axes, zoom: bool, lines: dict, marks: list, sim: Simulation, suptitle: str
+) -> None:
     """Shared tail of the whole-experiment + zoom figures: titles, and one legend (arms, then marks)."""
     fig.suptitle(suptitle)
     if zoom:
@@ -115,7 +118,9 @@ def _finish_whole_and_zoom(fig, axes, zoom: bool, lines: dict, marks: list, sim:
     _legend(axes[0, -1], h + [m[0] for m in marks], lab + [m[1] for m in marks])
 
 
-def alpha_curves(sim: Simulation, *, arms: Sequence[str] | None = None, frac: float = WINDOW_FRACTION) -> Figure:
+def alpha_curves(
+    sim: Simulation, *, arms: Sequence[str] | None = None, frac: float = WINDOW_FRACTION
+) -> Figure:
     """Mean learning rate alpha(t) per arm, the window shaded, doses and sessions marked.
 
     Left: the whole experiment; right (when an arm has a ketamine dose): a zoom on the days
@@ -136,17 +141,21 @@ def alpha_curves(sim: Simulation, *, arms: Sequence[str] | None = None, frac: fl
         axes[0, 0].set_xlim(0, sim.config.experiment.days)
         if zoom:
             axes[0, 1].set_xlim(*zoom)
-        for p, ax in enumerate(axes[0]):
+        for ax in axes[0]:
             marks = shade_window(ax, sim, arms=[names[i] for i in idx], frac=frac)
             for k, i in enumerate(idx):
                 m = alpha[sim.arm_index == i].mean(axis=0)
-                (lines[names[i]],) = ax.plot(t, m, color=colors[names[i]], lw=widths[k], drawstyle="steps-post")
+                (lines[names[i]],) = ax.plot(
+                    t, m, color=colors[names[i]], lw=widths[k], drawstyle="steps-post"
+                )
             ax.set_xlabel(DAYS_LABEL)
         top = float(max(ln.get_ydata().max() for ln in lines.values()))
         axes[0, 0].set_ylim(0, 1.08 * top)
         reserve_session_zone(axes[0, 0], floor=0.0)  # y is shared: once
         axes[0, 0].set_ylabel(ALPHA_LABEL + (" (α⁺ for good news)" if sim.model.asymmetric else ""))
-        _finish_whole_and_zoom(fig, axes, zoom, lines, marks, sim, "Ketamine opens a short window of raised plasticity")
+        _finish_whole_and_zoom(
+            fig, axes, zoom, lines, marks, sim, "Ketamine opens a short window of raised plasticity"
+        )
     step_h = 24.0 / sim.schedules.steps_per_day
     return attach_caption(
         fig,
@@ -273,10 +282,16 @@ def timing_curve(sim: Simulation, *, frac: float = WINDOW_FRACTION) -> Figure:
         shade_window(kax, sim, frac=frac, origin=origin, sessions=False, doses=False)
         handles, labels = [], []
         color = "#0072B2"
-        ax.fill_between(delays[order], (means - halfs)[order], (means + halfs)[order], color=color, alpha=0.2, lw=0)
-        eb = ax.errorbar(delays[order], means[order], yerr=halfs[order], color=color, marker="o", ms=8,
-                         capsize=4, lw=2.4)
-        handles.append(eb), labels.append(f"ketamine + {sweep.therapy.repeat} CBT session(s), mean and 95% CI")
+        ax.fill_between(
+            delays[order], (means - halfs)[order], (means + halfs)[order], color=color, alpha=0.2, lw=0
+        )
+        eb = ax.errorbar(
+            delays[order], means[order], yerr=halfs[order], color=color, marker="o", ms=8, capsize=4, lw=2.4
+        )
+        (
+            handles.append(eb),
+            labels.append(f"ketamine + {sweep.therapy.repeat} CBT session(s), mean and 95% CI"),
+        )
         if sweep.include_no_therapy and "no_therapy" in names:
             m, h = _mean_ci(V[sim.arm_index == names.index("no_therapy")])
             ref_line = ax.axhline(float(m), color="k", ls="--", lw=1.8)
@@ -285,11 +300,22 @@ def timing_curve(sim: Simulation, *, frac: float = WINDOW_FRACTION) -> Figure:
         ax.margins(y=0.12)
         ax.set_ylabel(f"belief V at follow-up\n(end of day {cfg.followup_day})")
         title(ax, "When should therapy start after ketamine?")
-        ax.text(0.985, 0.96, "MODEL PREDICTION, not a trial result:\nno trial has randomised therapy timing",
-                transform=ax.transAxes, ha="right", va="top", fontsize=12, color="#D55E00", fontweight="bold",
-                gid=NOTE_GID, bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#D55E00", "alpha": 0.95})
-        ax.legend(handles + [m[0] for m in marks], labels + [m[1] for m in marks], loc="center right",
-                  fontsize=11)
+        ax.text(
+            0.985,
+            0.96,
+            "MODEL PREDICTION, not a trial result:\nno trial has randomised therapy timing",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=12,
+            color="#D55E00",
+            fontweight="bold",
+            gid=NOTE_GID,
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#D55E00", "alpha": 0.95},
+        )
+        ax.legend(
+            handles + [m[0] for m in marks], labels + [m[1] for m in marks], loc="center right", fontsize=11
+        )
 
         kax.fill_between(t_rel[keep], 0, g[keep], color="0.55", alpha=0.25, lw=0, step="post")
         (k_line,) = kax.plot(t_rel[keep], g[keep], color="0.3", lw=1.6, drawstyle="steps-post")
@@ -299,9 +325,12 @@ def timing_curve(sim: Simulation, *, frac: float = WINDOW_FRACTION) -> Figure:
         kax.set_ylabel("plasticity drive\n(fraction of peak)")
         kax.set_xlim(lo_x, hi_x)
         kax.set_xlabel("therapy delay: first session, days after the infusion day")
-        kax.legend([k_line, b_line], ["kernel drive g(k) at the first session",
-                                      "mean drive over the block's sessions"],
-                   loc="upper right", fontsize=11)
+        kax.legend(
+            [k_line, b_line],
+            ["kernel drive g(k) at the first session", "mean drive over the block's sessions"],
+            loc="upper right",
+            fontsize=11,
+        )
     n_sess = sweep.therapy.repeat
     return attach_caption(
         fig,
@@ -337,7 +366,9 @@ def clinician_scores(
 
     if visits is None:
         if not (sim.config.observations.visits.enabled and sim.visits.shape[1]):
-            raise ValueError(f"config {sim.config.experiment.name!r} has no clinician visits (observations.visits)")
+            raise ValueError(
+                f"config {sim.config.experiment.name!r} has no clinician visits (observations.visits)"
+            )
         visits = visits_table(sim)
     idx = select_arms(sim, arms)
     names, colors = arm_names(sim), sim_arm_colors(sim)
@@ -367,8 +398,17 @@ def clinician_scores(
             for k, i in enumerate(idx):
                 x, mean, half = stats[i]
                 x = x + (k - (len(idx) - 1) / 2) * dodge
-                lines[names[i]] = ax.errorbar(x, mean, yerr=half, color=colors[names[i]], marker="o", ms=6,
-                                              capsize=3, lw=2.0, elinewidth=1.4)
+                lines[names[i]] = ax.errorbar(
+                    x,
+                    mean,
+                    yerr=half,
+                    color=colors[names[i]],
+                    marker="o",
+                    ms=6,
+                    capsize=3,
+                    lw=2.0,
+                    elinewidth=1.4,
+                )
             ax.set_xlabel(DAYS_LABEL)
         axes[0, 0].set_ylim(0, None)
         reserve_session_zone(axes[0, 0], floor=0.0)  # y is shared: once
@@ -407,7 +447,9 @@ def applicable_figures(sim: Simulation) -> list[str]:
     return out
 
 
-def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+def save_figure(
+    fig: Figure, out_dir: str | Path, name: str, formats: Sequence[str] = ("png", "svg")
+) -> list[Path]:
     """Save ``fig`` as ``out_dir/name.<fmt>`` for each format (reproducible metadata)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -421,7 +463,9 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: Sequence[s
     return paths
 
 
-def render_figures(sim: Simulation, out_dir: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+def render_figures(
+    sim: Simulation, out_dir: str | Path, formats: Sequence[str] = ("png", "svg")
+) -> list[Path]:
     """Save every figure that applies to ``sim`` as ``out_dir/NAME.<fmt>``; return the paths.
 
     Also writes ``out_dir/captions.md`` (one section per figure with its caption); that file is
@@ -436,5 +480,7 @@ def render_figures(sim: Simulation, out_dir: str | Path, formats: Sequence[str] 
         captions.append(f"## {name}\n\n{caption_of(fig)}\n")
         fig.clear()
         del fig
-    (out_dir / "captions.md").write_text(f"# Figures of {sim.config.experiment.name}\n\n" + "\n".join(captions))
+    (out_dir / "captions.md").write_text(
+        f"# Figures of {sim.config.experiment.name}\n\n" + "\n".join(captions)
+    )
     return paths

@@ -12,9 +12,10 @@ Same house style, captions and window shading as :mod:`plasticity_rl.plots.figur
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ from plasticity_rl.config import (
     Population,
     as_config,
 )
-from plasticity_rl.plasticity import drive, learning_rate, dissociation, saturate
+from plasticity_rl.plasticity import dissociation, drive, kernel_params, learning_rate, saturate
 from plasticity_rl.plots.figures import BELIEF_LABEL, DAYS_LABEL, _belief_series
 from plasticity_rl.plots.style import (
     NOTE_GID,
@@ -50,7 +51,6 @@ from plasticity_rl.plots.style import (
     sim_arm_colors,
     title,
 )
-from plasticity_rl.plasticity import kernel_params
 
 if TYPE_CHECKING:
     from plasticity_rl.simulate import Simulation
@@ -75,10 +75,19 @@ def _shade_spans(ax, t_days: np.ndarray, g: np.ndarray, frac: float = WINDOW_FRA
     on = np.concatenate([[0], (g >= frac * peak).astype(np.int8), [0]])
     edges = np.flatnonzero(np.diff(on))
     dt = float(t_days[1] - t_days[0]) if len(t_days) > 1 else 0.0
-    for k, (a, b) in enumerate(zip(edges[::2], edges[1::2])):
-        ax.axvspan(t_days[a], t_days[b - 1] + dt, color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0, zorder=0,
-                   gid=WINDOW_GID)
-    return Patch(color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0), f"plasticity window (drive ≥ {frac:.0%} of peak)"
+    for a, b in zip(edges[::2], edges[1::2]):
+        ax.axvspan(
+            t_days[a],
+            t_days[b - 1] + dt,
+            color=WINDOW_COLOR,
+            alpha=WINDOW_ALPHA,
+            lw=0,
+            zorder=0,
+            gid=WINDOW_GID,
+        )
+    return Patch(
+        color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0
+    ), f"plasticity window (drive ≥ {frac:.0%} of peak)"
 
 
 # ----------------------------------------------------------------------------- prediction error
@@ -99,7 +108,13 @@ def prediction_error_step(
         raise ValueError(f"V and outcome must be in [0, 1], got V={V}, outcome={outcome}")
     delta = outcome - V
     o_color = GOOD if delta >= 0 else BAD
-    cats = ["expectation\nV", "outcome\no", "prediction\nerror δ = o − V", "step\nα · δ", "new expectation\nV + α · δ"]
+    cats = [
+        "expectation\nV",
+        "outcome\no",
+        "prediction\nerror δ = o − V",
+        "step\nα · δ",
+        "new expectation\nV + α · δ",
+    ]
     with house_style():
         fig, axes = new_figure(1, 2, sharey=True, figsize=(14.0, 6.5))
         for ax, a, kind in zip(axes[0], (alpha_low, alpha_high), ("low", "high")):
@@ -109,14 +124,28 @@ def prediction_error_step(
             ax.bar(1, outcome, width=0.55, color=o_color, alpha=0.85, zorder=2)
             for x, y0, y1, c in ((2, V, outcome, o_color), (3, V, new_V, "#CC79A7")):
                 if abs(y1 - y0) > 1e-9:
-                    ax.add_patch(FancyArrowPatch((x, y0), (x, y1), arrowstyle="-|>", mutation_scale=26, lw=3.2,
-                                                 color=c, zorder=3, shrinkA=0, shrinkB=0))
+                    ax.add_patch(
+                        FancyArrowPatch(
+                            (x, y0),
+                            (x, y1),
+                            arrowstyle="-|>",
+                            mutation_scale=26,
+                            lw=3.2,
+                            color=c,
+                            zorder=3,
+                            shrinkA=0,
+                            shrinkB=0,
+                        )
+                    )
             ax.bar(4, V, width=0.55, fill=False, ec="0.55", ls="--", lw=1.4, zorder=2)
             ax.bar(4, new_V, width=0.55, color="#CC79A7", alpha=0.85, zorder=2)
-            texts = [(0, V, f"{V:.2f}"), (1, outcome, f"{outcome:.2f}"),
-                     (2, max(V, outcome), f"δ = {delta:+.2f}"),
-                     (3, max(V, new_V), f"{a:.2f} × {delta:+.2f}\n= {a * delta:+.3f}"),
-                     (4, max(V, new_V), f"{new_V:.3f}")]
+            texts = [
+                (0, V, f"{V:.2f}"),
+                (1, outcome, f"{outcome:.2f}"),
+                (2, max(V, outcome), f"δ = {delta:+.2f}"),
+                (3, max(V, new_V), f"{a:.2f} × {delta:+.2f}\n= {a * delta:+.3f}"),
+                (4, max(V, new_V), f"{new_V:.3f}"),
+            ]
             for x, y, s in texts:
                 ax.text(x, y + 0.03, s, ha="center", va="bottom", fontsize=13)
             ax.set_xticks(range(5), cats, fontsize=11.5)
@@ -129,7 +158,9 @@ def prediction_error_step(
         fig.suptitle("One prediction-error update:  V ← V + α · (o − V)")
     pop, pl = Population(), Plasticity()
     a0 = 1.0 / (1.0 + np.exp(-pop.logit_alpha0.mean))
-    a_peak = 1.0 / (1.0 + np.exp(-(pop.logit_alpha0.mean + pop.A.mean * pl.saturation * np.tanh(1.0 / pl.saturation))))
+    a_peak = 1.0 / (
+        1.0 + np.exp(-(pop.logit_alpha0.mean + pop.A.mean * pl.saturation * np.tanh(1.0 / pl.saturation)))
+    )
     return attach_caption(
         fig,
         f"One prediction-error (Rescorla–Wagner) update drawn step by step. The patient expected an "
@@ -145,19 +176,38 @@ def prediction_error_step(
 
 # ----------------------------------------------------------------------------- kernel and alpha
 
-KERNEL_SCHEDULES: dict[str, str] = {"single_infusion": "ketamine", "six_infusions": "six", "boosters": "boosters"}
+KERNEL_SCHEDULES: dict[str, str] = {
+    "single_infusion": "ketamine",
+    "six_infusions": "six",
+    "boosters": "boosters",
+}
 
 
-def _alpha_fine(cfg: Config, dose_days: np.ndarray, amounts: np.ndarray, t_h: np.ndarray, kernel: str | None = None,
-                A: float | None = None):
+def _alpha_fine(
+    cfg: Config,
+    dose_days: np.ndarray,
+    amounts: np.ndarray,
+    t_h: np.ndarray,
+    kernel: str | None = None,
+    A: float | None = None,
+):
     """α(t), drive g(k(t)) and the acute drug state on a fine time grid, for the population mean patient."""
     pl = cfg.plasticity if kernel is None else cfg.plasticity.model_copy(update={"kernel": kernel})
     kp = kernel_params(cfg.model_copy(update={"plasticity": pl}))
     pop = cfg.population
     a, g, gate = _alpha_core(
-        jnp.asarray(t_h, jnp.float32), jnp.asarray(np.asarray(dose_days) * 24.0, jnp.float32),
-        jnp.asarray(amounts, jnp.float32), kp, pl.gate, pl.saturation, pl.infusion_minutes / 60.0,
-        pl.half_life_hours, pl.dissociation_gone_by_hours, pop.logit_alpha0.mean, pop.A.mean if A is None else A)
+        jnp.asarray(t_h, jnp.float32),
+        jnp.asarray(np.asarray(dose_days) * 24.0, jnp.float32),
+        jnp.asarray(amounts, jnp.float32),
+        kp,
+        pl.gate,
+        pl.saturation,
+        pl.infusion_minutes / 60.0,
+        pl.half_life_hours,
+        pl.dissociation_gone_by_hours,
+        pop.logit_alpha0.mean,
+        pop.A.mean if A is None else A,
+    )
     return np.asarray(a, np.float64), np.asarray(g, np.float64), np.asarray(gate, np.float64)
 
 
@@ -220,7 +270,10 @@ def kernel_and_alpha(
         # (a) kernel shapes
         k_ax = ax["kernel"]
         shapes = {}
-        for kind, style, label in (("gamma", "-", "gamma (default)"), ("diffexp", "--", "diffexp (long window)")):
+        for kind, style, label in (
+            ("gamma", "-", "gamma (default)"),
+            ("diffexp", "--", "diffexp (long window)"),
+        ):
             kp = kernel_params(cfg0.model_copy(update={"plasticity": pl.model_copy(update={"kernel": kind})}))
             k = np.asarray(_drive_jit(jnp.asarray(tau, jnp.float32), jnp.zeros(1), jnp.ones(1), kp=kp))
             shapes[kind] = k
@@ -248,8 +301,9 @@ def kernel_and_alpha(
             a_f, g_f, gate_f = _alpha_fine(cfg, dd, am, zh, A=A)
             a_nogate = a_f / np.maximum(1.0 - gate_f, 1e-9)
             x = zh - t0
-            g_ax.fill_between(x, 0, gate_f * a_nogate.max(), color="0.6", alpha=0.3, lw=0,
-                              label="acute drug state (scaled)")
+            g_ax.fill_between(
+                x, 0, gate_f * a_nogate.max(), color="0.6", alpha=0.3, lw=0, label="acute drug state (scaled)"
+            )
             g_ax.plot(x, a_nogate, color="0.45", ls="--", lw=1.6, label="α without the gate")
             g_ax.plot(x, a_f, color=OKABE_ITO[1], label="α(t)")
             g_ax.axvline(0, color="0.35", ls=":", lw=1.2)
@@ -272,15 +326,31 @@ def kernel_and_alpha(
             mark = _shade_spans(s_ax, x, g_g, frac)
             for t in dd:
                 s_ax.axvline(t, color="0.35", ls=":", lw=0.9, zorder=1)
-            s_ax.plot(dd, np.ones_like(dd), ls="none", marker="v", ms=8, color="k", clip_on=False,
-                      transform=s_ax.get_xaxis_transform(), zorder=5)
+            s_ax.plot(
+                dd,
+                np.ones_like(dd),
+                ls="none",
+                marker="v",
+                ms=8,
+                color="k",
+                clip_on=False,
+                transform=s_ax.get_xaxis_transform(),
+                zorder=5,
+            )
             s_ax.plot(x, a_d, color="#56B4E9", ls="--", lw=1.6, label="α(t), diffexp kernel")
             s_ax.plot(x, a_g, color=OKABE_ITO[1], lw=2.0, label="α(t), gamma kernel")
             top = max(top, float(a_g.max()), float(a_d.max()))
             s_ax.set_xlim(0, horizon)
-            s_ax.text(0.995, 0.93, f"{arm.label or arm.name} ({name}.yaml)", transform=s_ax.transAxes,
-                      ha="right", va="top", fontsize=12,
-                      bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
+            s_ax.text(
+                0.995,
+                0.93,
+                f"{arm.label or arm.name} ({name}.yaml)",
+                transform=s_ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=12,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
             s_ax.set_ylabel("α")
             if i < len(rows) - 1:
                 s_ax.tick_params(labelbottom=False)
@@ -370,10 +440,18 @@ def single_patient(sim: Simulation, patient: int | None = None, *, frac: float =
         reserve_session_zone(b_ax)
         b_ax.set_ylabel("belief")
         title(b_ax, f"One simulated patient (id {patient}): {label}")
-        b_ax.legend(handles + [m[0] for m in marks], labels + [m[1] for m in marks], loc="upper left",
-                    bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=11)
+        b_ax.legend(
+            handles + [m[0] for m in marks],
+            labels + [m[1] for m in marks],
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            fontsize=11,
+        )
 
-        a_ax.plot(t_step, np.asarray(tr.alpha[patient], np.float64), color=color, lw=1.8, drawstyle="steps-post")
+        a_ax.plot(
+            t_step, np.asarray(tr.alpha[patient], np.float64), color=color, lw=1.8, drawstyle="steps-post"
+        )
         a_ax.set_ylim(0, None)
         a_ax.set_ylabel("α")
 
@@ -406,8 +484,10 @@ def single_patient(sim: Simulation, patient: int | None = None, *, frac: float =
         ev = [Line2D([], [], color=GOOD, lw=2), Line2D([], [], color=BAD, lw=2)]
         ev_l = ["everyday: went well (1)", "everyday: went badly (0)"]
         if at.size:
-            ev += [Line2D([], [], ls="none", marker="D", ms=6, color=GOOD, mec="k", mew=0.6),
-                   Line2D([], [], ls="none", marker="D", ms=6, color=BAD, mec="k", mew=0.6)]
+            ev += [
+                Line2D([], [], ls="none", marker="D", ms=6, color=GOOD, mec="k", mew=0.6),
+                Line2D([], [], ls="none", marker="D", ms=6, color=BAD, mec="k", mew=0.6),
+            ]
             ev_l += ["corrective (session): went well", "corrective (session): went badly"]
         e_ax.legend(ev, ev_l, loc="upper left", bbox_to_anchor=(1.01, 1.05), borderaxespad=0.0, fontsize=11)
     n_good = int(o.sum())
@@ -424,6 +504,7 @@ def single_patient(sim: Simulation, patient: int | None = None, *, frac: float =
 
 
 # ----------------------------------------------------------------------------- timing heatmap
+
 
 def _edges(values: np.ndarray) -> np.ndarray:
     v = np.asarray(values, np.float64)
@@ -455,24 +536,44 @@ def timing_heatmap(
     origin = sweep.dose.day + sweep.therapy.hour / 24.0
     dose_t = sweep.dose.day + sweep.dose.hour / 24.0
     xs = np.linspace(delays.min() - 1.0, delays.max() + 1.0, 2000)
-    _, g, _ = _alpha_fine(cfg, np.array([dose_t]), np.array([max(sweep.dose.amount, 1e-9)]), (xs + origin) * 24.0)
+    _, g, _ = _alpha_fine(
+        cfg, np.array([dose_t]), np.array([max(sweep.dose.amount, 1e-9)]), (xs + origin) * 24.0
+    )
     g = g / g.max() if g.max() > 0 else g
 
     with house_style():
-        fig, ax = _figure((12.0, 8.0), mosaic=[["drive", "."], ["heat", "cbar"]], height_ratios=[1.0, 3.4],
-                          width_ratios=[1.0, 0.03])
+        fig, ax = _figure(
+            (12.0, 8.0),
+            mosaic=[["drive", "."], ["heat", "cbar"]],
+            height_ratios=[1.0, 3.4],
+            width_ratios=[1.0, 0.03],
+        )
         d_ax, h_ax = ax["drive"], ax["heat"]
         vmax = float(np.nanmax(np.abs(Z))) or 1.0
         diverging = np.nanmin(Z) < -0.02 * vmax
         cmap = "PuOr_r" if diverging else "viridis"
-        norm = dict(vmin=-vmax, vmax=vmax) if diverging else dict(vmin=0.0, vmax=max(float(np.nanmax(Z)), 1e-9))
+        norm = (
+            dict(vmin=-vmax, vmax=vmax) if diverging else dict(vmin=0.0, vmax=max(float(np.nanmax(Z)), 1e-9))
+        )
         mesh = h_ax.pcolormesh(_edges(delays), _edges(As), Z, cmap=cmap, shading="flat", **norm)
         cb = fig.colorbar(mesh, cax=ax["cbar"])
         ax["cbar"].grid(False)
-        cb.set_label(f"gain in V at day {grid.attrs.get('followup_day', cfg.followup_day)}\nover ketamine without therapy")
+        cb.set_label(
+            f"gain in V at day {grid.attrs.get('followup_day', cfg.followup_day)}\nover ketamine without therapy"
+        )
         best = np.nanargmax(Z, axis=1)
-        h_ax.plot(delays[best], As, ls="-", marker="*", ms=16, color="white", mec="k", mew=1.0, lw=1.4,
-                  label="best delay for this A")
+        h_ax.plot(
+            delays[best],
+            As,
+            ls="-",
+            marker="*",
+            ms=16,
+            color="white",
+            mec="k",
+            mew=1.0,
+            lw=1.4,
+            label="best delay for this A",
+        )
         h_ax.set_xlim(_edges(delays)[0], _edges(delays)[-1])
         h_ax.set_xticks(delays, [f"{d:g}" for d in delays])
         h_ax.set_yticks(As)
@@ -480,9 +581,19 @@ def timing_heatmap(
         h_ax.set_xlabel("therapy delay: first session, days after the infusion day")
         h_ax.set_ylabel("ketamine boost A (population mean)")
         h_ax.legend(loc="lower right", fontsize=11, frameon=True)
-        h_ax.text(0.015, 0.03, "MODEL PREDICTION, not a trial result:\nno trial has randomised therapy timing",
-                  transform=h_ax.transAxes, ha="left", va="bottom", fontsize=12, color="#D55E00", fontweight="bold",
-                  gid=NOTE_GID, bbox=NOTE_BOX)
+        h_ax.text(
+            0.015,
+            0.03,
+            "MODEL PREDICTION, not a trial result:\nno trial has randomised therapy timing",
+            transform=h_ax.transAxes,
+            ha="left",
+            va="bottom",
+            fontsize=12,
+            color="#D55E00",
+            fontweight="bold",
+            gid=NOTE_GID,
+            bbox=NOTE_BOX,
+        )
 
         d_ax.sharex(h_ax)
         mark = _shade_spans(d_ax, xs, g, frac)
@@ -524,7 +635,9 @@ def lesson_figures_for(sim: Simulation) -> list[str]:
     return out
 
 
-def render_lesson_figures(sim: Simulation, out_dir: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+def render_lesson_figures(
+    sim: Simulation, out_dir: str | Path, formats: Sequence[str] = ("png", "svg")
+) -> list[Path]:
     """Save the lesson figures that apply to ``sim`` beside the run's figures; return the paths.
 
     Appends a section per figure to ``out_dir/captions.md`` (the file :func:`render_figures` writes),
@@ -538,7 +651,9 @@ def render_lesson_figures(sim: Simulation, out_dir: str | Path, formats: Sequenc
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     captions_md = out_dir / "captions.md"
-    text = captions_md.read_text() if captions_md.is_file() else f"# Figures of {sim.config.experiment.name}\n\n"
+    text = (
+        captions_md.read_text() if captions_md.is_file() else f"# Figures of {sim.config.experiment.name}\n\n"
+    )
     paths: list[Path] = []
     for name in lesson_figures_for(sim):
         fig = makers[name](sim)

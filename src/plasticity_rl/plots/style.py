@@ -22,8 +22,9 @@ Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas, never
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib as mpl
 import numpy as np
@@ -214,8 +215,16 @@ def shade_spans(
     text = label or f"plasticity window (drive ≥ {frac:.0%} of peak)"
     first = label or f"plasticity window (drive >= {frac:.0%} of peak)"
     for k, (a, b) in enumerate(spans):
-        ax.axvspan(a - origin, b - origin, color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0, zorder=0,
-                   gid=WINDOW_GID, label="_" + WINDOW_GID if k else first)
+        ax.axvspan(
+            a - origin,
+            b - origin,
+            color=WINDOW_COLOR,
+            alpha=WINDOW_ALPHA,
+            lw=0,
+            zorder=0,
+            gid=WINDOW_GID,
+            label="_" + WINDOW_GID if k else first,
+        )
     return [(Patch(color=WINDOW_COLOR, alpha=WINDOW_ALPHA, lw=0), text)] if spans else []
 
 
@@ -278,20 +287,47 @@ def shade_window(
             x = x[inside(x)]
             if x.size == 0:  # an empty unclipped marker line would stretch the layout to (0, 0)
                 continue
-            ax.plot(x, np.ones(x.shape), ls="none", marker="v", ms=9, color=color, clip_on=False, zorder=5,
-                    gid=DOSE_GID, transform=top + _points_up(ax, MARK_ROW_PT * (row + 0.5)))
+            ax.plot(
+                x,
+                np.ones(x.shape),
+                ls="none",
+                marker="v",
+                ms=9,
+                color=color,
+                clip_on=False,
+                zorder=5,
+                gid=DOSE_GID,
+                transform=top + _points_up(ax, MARK_ROW_PT * (row + 0.5)),
+            )
             rows = row + 1
         if groups:
-            legend.append((Line2D([], [], ls=":", lw=1.2, color="0.35", marker="v", ms=9, mfc="k", mec="k"),
-                           "ketamine infusion" + (" (row per arm)" if len(groups) > 1 else "")))
+            legend.append(
+                (
+                    Line2D([], [], ls=":", lw=1.2, color="0.35", marker="v", ms=9, mfc="k", mec="k"),
+                    "ketamine infusion" + (" (row per arm)" if len(groups) > 1 else ""),
+                )
+            )
         if lonely:
             x = np.asarray(lonely) - origin
             x = x[inside(x)]
         if lonely and x.size:
-            ax.plot(x, np.ones(x.shape), ls="none", marker="v", ms=9, mfc="white", mec="k", clip_on=False,
-                    zorder=5, gid=PLACEBO_GID, transform=top + _points_up(ax, MARK_ROW_PT * (rows + 0.5)))
+            ax.plot(
+                x,
+                np.ones(x.shape),
+                ls="none",
+                marker="v",
+                ms=9,
+                mfc="white",
+                mec="k",
+                clip_on=False,
+                zorder=5,
+                gid=PLACEBO_GID,
+                transform=top + _points_up(ax, MARK_ROW_PT * (rows + 0.5)),
+            )
             rows += 1
-            legend.append((Line2D([], [], ls="none", marker="v", ms=9, mfc="white", mec="k"), "placebo infusion"))
+            legend.append(
+                (Line2D([], [], ls="none", marker="v", ms=9, mfc="white", mec="k"), "placebo infusion")
+            )
     ax._plasticity_mark_rows = rows
 
     if sessions:
@@ -303,11 +339,26 @@ def shade_window(
             x = x[inside(x)]
             if x.size == 0:
                 continue
-            ax.plot(x, np.full(x.shape, 0.015 + dy * (row + 0.5)), ls="none", marker="|", ms=min(11, 400 * dy), mew=2.2,
-                    color=colors[names[i]], transform=top, clip_on=False, zorder=5, gid=SESSION_GID)
+            ax.plot(
+                x,
+                np.full(x.shape, 0.015 + dy * (row + 0.5)),
+                ls="none",
+                marker="|",
+                ms=min(11, 400 * dy),
+                mew=2.2,
+                color=colors[names[i]],
+                transform=top,
+                clip_on=False,
+                zorder=5,
+                gid=SESSION_GID,
+            )
         if with_sessions:
-            legend.append((Line2D([], [], ls="none", marker="|", ms=11, mew=2.2, color="0.2"),
-                           "therapy session (arm colour)"))
+            legend.append(
+                (
+                    Line2D([], [], ls="none", marker="|", ms=11, mew=2.2, color="0.2"),
+                    "therapy session (arm colour)",
+                )
+            )
     ax._plasticity_session_zone = 0.03 + dy * len(with_sessions) if sessions and with_sessions else 0.0
     return legend
 

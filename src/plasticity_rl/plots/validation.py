@@ -7,10 +7,9 @@ needs nothing outside the installed package.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import re
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -98,7 +97,9 @@ def published_comparison_applies(sim: Simulation) -> bool:
     return ket is not None and plc is not None
 
 
-def clinician_vs_published(sim: Simulation, *, ketamine_arm: str | None = None, placebo_arm: str | None = None) -> Figure:
+def clinician_vs_published(
+    sim: Simulation, *, ketamine_arm: str | None = None, placebo_arm: str | None = None
+) -> Figure:
     """Simulated MADRS-like scores per arm against published group means (Lii 2023; Murrough 2013).
 
     Designed for ``configs/single_infusion.yaml``; any simulation with clinician visits, an arm with
@@ -151,14 +152,35 @@ def clinician_vs_published(sim: Simulation, *, ketamine_arm: str | None = None, 
                 mean, half = stats(scores)
                 keep = (rel >= -1.0) & (rel <= hi_x)
                 c = colors[names[i]]
-                h_sim = ax.errorbar(rel[keep], mean[keep], yerr=half[keep], color=c, marker="o", ms=6, capsize=3,
-                                    lw=2.2, elinewidth=1.4)
+                h_sim = ax.errorbar(
+                    rel[keep],
+                    mean[keep],
+                    yerr=half[keep],
+                    color=c,
+                    marker="o",
+                    ms=6,
+                    capsize=3,
+                    lw=2.2,
+                    elinewidth=1.4,
+                )
                 d = lii[lii["arm"] == pub_arm].sort_values("time_days")
                 if len(d):
                     y = d["mean"].to_numpy() - (d["mean"].iloc[0] if p == 1 else 0.0)
                     yerr = None if p == 1 else d["sem"].to_numpy()
-                    h_pub = ax.errorbar(d["time_days"].to_numpy() + 0.08, y, yerr=yerr, color=c, marker="s", ms=8,
-                                        mfc="white", mew=1.8, capsize=4, lw=1.6, ls="--", elinewidth=1.4)
+                    h_pub = ax.errorbar(
+                        d["time_days"].to_numpy() + 0.08,
+                        y,
+                        yerr=yerr,
+                        color=c,
+                        marker="s",
+                        ms=8,
+                        mfc="white",
+                        mew=1.8,
+                        capsize=4,
+                        lw=1.6,
+                        ls="--",
+                        elinewidth=1.4,
+                    )
                 if p == 0:
                     handles += [h_sim, h_pub] if len(d) else [h_sim]
                     hlabels += [f"simulated: {labels[names[i]]} (mean, 95% CI)"]
@@ -167,8 +189,17 @@ def clinician_vs_published(sim: Simulation, *, ketamine_arm: str | None = None, 
             if p == 1 and len(mur):
                 for _, r in mur.iterrows():
                     c = colors[names[ket_i]] if r["arm"] == "ketamine" else colors[names[plc_i]]
-                    ax.plot(r["time_days"] - 0.08, r["mean"], ls="none", marker="D", ms=11, mfc="white",
-                            mec=c, mew=2.2, zorder=6)
+                    ax.plot(
+                        r["time_days"] - 0.08,
+                        r["mean"],
+                        ls="none",
+                        marker="D",
+                        ms=11,
+                        mfc="white",
+                        mec=c,
+                        mew=2.2,
+                        zorder=6,
+                    )
                 ax.axhline(0, color="0.4", lw=1.0)
             ax.set_xlabel("days after the infusion")
         axes[0, 0].set_ylabel(SCORE_LABEL)
