@@ -11,7 +11,7 @@ from plasticity_rl._engine.xla import FIT_COMPILER_OPTIONS, fit_compiler_options
 
 def test_this_jaxlib_takes_the_fit_compiler_options():
     """If a jaxlib stops accepting them, fits fall back to XLA's defaults and compile ~25 % slower
-    (benchmarks/README.md, attempt 53): this test is where that shows."""
+    (benchmarks/README.md): this test is where that shows."""
     assert jax.default_backend() == "cpu"
     assert fit_compiler_options() == FIT_COMPILER_OPTIONS
 

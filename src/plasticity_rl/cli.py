@@ -517,8 +517,7 @@ def params(
     for p in PARAMS.values():
         if level and p.level != level:
             continue
-        default = f"{p.default:g}" + (f" (sd {p.default_sd:g})" if p.default_sd is not None else "")
-        table.add_row(p.name, p.level, default, p.unit, p.prior_text, p.config, p.meaning)
+        table.add_row(p.name, p.level, p.default_text, p.unit, p.prior_text, p.config, p.meaning)
     Console(width=200).print(table)
 
 

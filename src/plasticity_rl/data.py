@@ -291,11 +291,15 @@ def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a bare | would end the Markdown table cell
+
+
 def schema_markdown() -> str:
-    """The table schema as Markdown (pasted into the README)."""
+    """The table schema as Markdown (``docs/tables.md`` holds it; a test keeps the two the same)."""
     lines = []
     for table, cols in SCHEMA.items():
         lines += [f"**{table}**", "", "| column | type | unit / range | meaning |", "|---|---|---|---|"]
-        lines += [f"| `{c}` | {t} | {u} | {m} |" for c, (t, u, m) in cols.items()]
+        lines += [f"| `{c}` | {t} | {_cell(u)} | {_cell(m)} |" for c, (t, u, m) in cols.items()]
         lines.append("")
     return "\n".join(lines)

@@ -65,6 +65,11 @@ class Param:
         return f"log-normal(config value, {a[0]:g})" + (f", centre at least {a[1]:g}" if a[1] else "")
 
     @property
+    def default_text(self) -> str:
+        """The config's default; for a patient-level parameter, its population mean and SD."""
+        return f"{self.default:g}" + (f" (sd {self.default_sd:g})" if self.default_sd is not None else "")
+
+    @property
     def label(self) -> str:
         return f"{self.symbol} ({self.unit})" if self.unit else self.symbol
 
@@ -266,3 +271,25 @@ def belief_values(cfg: Any) -> dict[str, float]:
     )
     out["V0_offset"] = float(config_value(cfg, "V0_offset"))
     return out
+
+
+def params_markdown() -> str:
+    """The parameter table as Markdown (``docs/model.md`` holds it; a test keeps the two the same)."""
+    lines = [
+        "| name | symbol | level | default | unit | prior in a fit | config field | meaning |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in PARAMS.values():
+        meaning = p.meaning + (f". Source: {p.source}" if p.source else "")
+        cells = [
+            f"`{p.name}`",
+            p.symbol,
+            p.level,
+            p.default_text,
+            p.unit,
+            p.prior_text,
+            f"`{p.config}`",
+            meaning,
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
