@@ -45,6 +45,7 @@ LAYERS = [
         "plasticity_rl.workflow",
         "plasticity_rl.recovery",
         "plasticity_rl.lessons",
+        "plasticity_rl.console",
         "plasticity_rl.cli",
     ),
 ]

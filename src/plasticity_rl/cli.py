@@ -1,12 +1,11 @@
 """The ``plasticity-rl`` command line.
 
-Exit codes: 0 ok, 2 bad input (config, arguments, data), 1 internal error.
+Exit codes (0 ok, 1 internal error, 2 bad input, 3 a failed fit under --strict): plasticity_rl.console.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,17 @@ import typer
 from rich.console import Console
 
 from plasticity_rl.config import ConfigError, bundled_config_path, config_to_yaml, load_config
+from plasticity_rl.console import (
+    EXIT_BAD_INPUT,
+    EXIT_FIT_FAILED,
+    Reporter,
+    err,
+    fail,
+    failed_fits_note,
+    iterations,
+    report_fit,
+    report_loo,
+)
 
 app = typer.Typer(
     name="plasticity-rl",
@@ -24,8 +34,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, soft_wrap=True)
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_FIT_FAILED = 0, 1, 2, 3
 
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the output path.")]
@@ -47,56 +55,6 @@ Workers = Annotated[
     int | None,
     typer.Option("--workers", min=1, help="LocalCluster worker processes (default: one per core)."),
 ]
-
-
-class Reporter:
-    """Stage-by-stage progress on stderr (a spinner per stage), silent with --quiet."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.t0 = time.perf_counter()
-
-    @contextmanager
-    def stage(self, text: str):
-        if self.quiet:
-            yield lambda more: None
-            return
-        t = time.perf_counter()
-        with err.status(f"{text} ...") as status:
-            yield lambda more: status.update(f"{text} ... {more}")
-        err.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - t:.1f} s)[/dim]")
-
-    @contextmanager
-    def wait(self, text: str):
-        """A spinner while waiting for ``text`` (no line when done: the caller says what it took)."""
-        if self.quiet:
-            yield
-            return
-        with err.status(f"{text} ..."):
-            yield
-
-    def line(self, text: str):
-        if not self.quiet:
-            err.print(text)
-
-    def done(self, text: str):
-        if not self.quiet:
-            err.print(f"{text} [dim](total {time.perf_counter() - self.t0:.1f} s)[/dim]")
-
-
-def _iterations(say, warmup: int):
-    """A fit progress callback that writes 'warm-up 150/500' or 'sampling 200/500' into a stage."""
-
-    def update(done: int, total: int):
-        say(f"warm-up {done}/{warmup}" if done <= warmup else f"sampling {done - warmup}/{total - warmup}")
-
-    return update
-
-
-def _failed_fits_note(table, fit_column: str) -> str | None:
-    """'k OF n FITS FAILED DIAGNOSTICS' for a recovery or SBC table (one fit per ``fit_column``)."""
-    failed = table.groupby(fit_column)["diagnostics_passed"].first().eq(False)
-    return f"{int(failed.sum())} OF {failed.size} FITS FAILED DIAGNOSTICS" if failed.any() else None
 
 
 def _load(path: Path):
@@ -126,61 +84,6 @@ def _simulate_and_write(cfg, folder: Path, rep: Reporter, figures: bool) -> dict
             render_figures(sim, folder / "figures")
             render_lesson_figures(sim, folder / "figures")  # one patient's events; published MADRS
     return {"sim": sim, "tables": tabs}
-
-
-def _report_fit(outcome, rep: Reporter) -> None:
-    """Say loudly when a fit fails its diagnostics (also in diagnostics.json and figure titles)."""
-    if outcome.passed:
-        if not rep.quiet:
-            err.print(f"  [green]diagnostics passed[/green] ({outcome.folder.name})")
-        return
-    err.print(f"  [red]FIT FAILED DIAGNOSTICS[/red] ({outcome.folder.name}):")
-    for f in outcome.failures:
-        err.print(f"    - {f}")
-
-
-def _report_loo(folder: Path, table, rep: Reporter) -> None:
-    import json
-
-    from plasticity_rl.workflow import loo_warning
-
-    integrated = (folder / "loo_conditional.csv").is_file()
-    if not rep.quiet:
-        kind = "integrated (new-patient) PSIS-LOO" if integrated else "conditional PSIS-LOO"
-        err.print(f"  {kind}:")
-        err.print(table[["rank", "elpd_loo", "elpd_diff", "dse", "weight"]].round(2).to_string())
-    note = loo_warning(json.loads((folder / "loo_pareto_k.json").read_text()), integrated)
-    if note:
-        err.print(f"  [red]{note}[/red]")
-
-
-def _fail(exc: BaseException) -> None:
-    if isinstance(exc, ConfigError):
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    from plasticity_rl.inference import DataError
-
-    if isinstance(exc, DataError):
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if isinstance(exc, (FileExistsError, FileNotFoundError)):
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if isinstance(exc, KeyboardInterrupt):
-        err.print(
-            "[yellow]interrupted:[/yellow] no output folder was left; rerun the same command to start again "
-            "(same config and seed give the same results)"
-        )
-        raise typer.Exit(130)
-    err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}")
-    err.print(
-        "please report it with the command line and config; rerun with PLASTICITY_RL_DEBUG=1 for a traceback"
-    )
-    import os
-
-    if os.environ.get("PLASTICITY_RL_DEBUG"):
-        raise exc
-    raise typer.Exit(EXIT_INTERNAL)
 
 
 @app.command()
@@ -241,13 +144,13 @@ def run(
                     failed += [f"{outcome.variant}: {f}" for f in outcome.failures]
                 with rep.stage("compare models (PSIS-LOO)"):
                     table = compare_fits([o.folder for o in outcomes], folder / "compare")
-                _report_loo(folder / "compare", table, rep)
+                report_loo(folder / "compare", table, rep)
             from plasticity_rl.report import write_report
 
             write_report(folder)
             write_manifest(folder)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - mapped to exit codes
-        _fail(exc)
+        fail(exc)
     rep.done(f"[bold]run folder:[/bold] {final}")
     if quiet:
         print(final)
@@ -258,7 +161,6 @@ def run(
 
 def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: Reporter) -> list:
     """:func:`plasticity_rl.workflow.fit_variants`, reported in the console as each step happens."""
-    from contextlib import contextmanager
 
     from plasticity_rl.workflow import fit_variants
 
@@ -267,7 +169,7 @@ def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: R
         with rep.stage(
             f"fit {variant} (NUTS, {settings.chains} chains x {settings.warmup} + {settings.draws})"
         ) as say:
-            yield _iterations(say, settings.warmup)
+            yield iterations(say, settings.warmup)
 
     def waiting(variant):
         return rep.wait(f"write fit-{variant}: integrated LOO, diagnostics, figures")
@@ -278,7 +180,7 @@ def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: R
             f"[green]✓[/green] write fit-{outcome.variant}: integrated LOO, diagnostics, figures "
             f"[dim]({seconds:.1f} s{overlap})[/dim]"
         )
-        _report_fit(outcome, rep)
+        report_fit(outcome, rep)
 
     return fit_variants(
         tabs, cfg, variants, folder, settings, fitting=fitting, waiting=waiting, written=written
@@ -305,7 +207,7 @@ def simulate(
             _simulate_and_write(cfg, folder, rep, figures=False)
             write_manifest(folder)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     rep.done(f"[bold]tables:[/bold] {out / 'data'}")
     if quiet:
         print(out)
@@ -322,7 +224,7 @@ def validate(
     try:
         cfg = _load(config)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     if show:
         print(config_to_yaml(cfg), end="")
         return
@@ -361,7 +263,7 @@ def figures(
         with rep.stage("draw figures (PNG + SVG)"):
             paths = render_figures(sim, run_dir / "figures")
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     rep.done(f"[bold]{len(paths)} files in[/bold] {run_dir / 'figures'}")
 
 
@@ -380,7 +282,7 @@ def report(
             raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
         path = write_report(run_dir)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     if quiet:
         print(path)
     else:
@@ -468,12 +370,12 @@ def fit_cmd(
         with atomic_dir(target, overwrite=force) as folder:
             with rep.stage(f"fit {variant} ({label})") as say:
                 outcome = fit_to_folder(
-                    tabs, cfg, variant, folder, settings, progress=_iterations(say, warmup)
+                    tabs, cfg, variant, folder, settings, progress=iterations(say, warmup)
                 )
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     outcome = outcome.__class__(target, outcome.variant, outcome.passed, outcome.failures, outcome.seconds)
-    _report_fit(outcome, rep)
+    report_fit(outcome, rep)
     rep.done(f"[bold]fit folder:[/bold] {target}")
     if strict and not outcome.passed:
         raise typer.Exit(EXIT_FIT_FAILED)
@@ -540,9 +442,9 @@ def compare(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     print(table.round(3).to_string())
-    _report_loo(out, table, Reporter(quiet=True))
+    report_loo(out, table, Reporter(quiet=True))
 
 
 @app.command()
@@ -576,13 +478,13 @@ def recover(
         summary.to_csv(out / "recovery_summary.csv", index=False)
         from plasticity_rl.plots import recovery_scatter, save_figure
 
-        note = _failed_fits_note(table, "dataset")
+        note = failed_fits_note(table, "dataset")
         for level, g in table.groupby("level"):
             save_figure(
                 recovery_scatter(g, title_note=note), out / "figures", f"recovery_{level}", ("png", "svg")
             )
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     print(summary.round(3).to_string(index=False))
 
 
@@ -615,10 +517,10 @@ def sbc(
         uniformity.to_csv(out / "sbc_uniformity.csv", index=False)
         from plasticity_rl.plots import save_figure, sbc_ranks
 
-        note = _failed_fits_note(ranks, "replicate")
+        note = failed_fits_note(ranks, "replicate")
         save_figure(sbc_ranks(ranks, title_note=note), out / "figures", "sbc_ranks", ("png", "svg"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
-        _fail(exc)
+        fail(exc)
     print(uniformity.round(4).to_string(index=False))
 
 
