@@ -10,7 +10,8 @@ Caption convention: each returned figure carries a plain-text caption, attached 
 The plasticity window is shaded by :func:`shade_window` on every time-course figure: the span
 where the dose kernel's drive g(k_j) is at least :data:`WINDOW_FRACTION` of its peak.
 
-Lesson figures (:mod:`plasticity_rl.plots.lesson`, :mod:`plasticity_rl.plots.validation`):
+Lesson figures (:mod:`plasticity_rl.plots.lesson`, :mod:`plasticity_rl.plots.run_lessons`,
+:mod:`plasticity_rl.plots.validation`):
 ``prediction_error_step``, ``kernel_and_alpha``, ``single_patient``, ``timing_heatmap`` (from
 ``plasticity_rl.lessons.timing_grid``) and ``clinician_vs_published`` (against ``published_targets()``).
 :func:`render_lesson_figures` adds those that apply to a simulation to a figures folder.
@@ -28,14 +29,8 @@ from plasticity_rl.plots.figures import (
     timing_curve,
 )
 from plasticity_rl.plots.inference import contrast_forest, posterior_belief_curves, window_posterior
-from plasticity_rl.plots.lesson import (
-    default_patient,
-    kernel_and_alpha,
-    prediction_error_step,
-    render_lesson_figures,
-    single_patient,
-    timing_heatmap,
-)
+from plasticity_rl.plots.lesson import kernel_and_alpha, prediction_error_step, timing_heatmap
+from plasticity_rl.plots.run_lessons import default_patient, render_lesson_figures, single_patient
 from plasticity_rl.plots.style import (
     DOSE_GID,
     NOTE_GID,
