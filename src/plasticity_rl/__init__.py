@@ -15,7 +15,8 @@ disable_ynn_fusion()  # before anything computes: see plasticity_rl/_engine/xla.
 
 from plasticity_rl.config import Config, ConfigError, bundled_config_path, load_config
 from plasticity_rl.data import tables
-from plasticity_rl.models import MODELS, get_model, run_beliefs
+from plasticity_rl.models import MODELS, BeliefModel, get_model, register, run_beliefs
+from plasticity_rl.params import PARAMS
 from plasticity_rl.simulate import Simulation, simulate
 
 try:
@@ -25,12 +26,15 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "MODELS",
+    "PARAMS",
+    "BeliefModel",
     "Config",
     "ConfigError",
     "Simulation",
     "bundled_config_path",
     "get_model",
     "load_config",
+    "register",
     "run_beliefs",
     "simulate",
     "tables",

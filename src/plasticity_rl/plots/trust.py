@@ -250,32 +250,9 @@ def loo_comparison(
         for k in range(len(df)):
             c = WARN_COLOR if warn[k] else POINT_COLOR
             mfc = "white" if warn[k] else c
-            ax.errorbar(
-                df["elpd_loo"].iloc[k],
-                y[k],
-                xerr=df["se"].iloc[k],
-                color=c,
-                marker="o",
-                ms=9,
-                mfc=mfc,
-                mew=2.0,
-                lw=2.4,
-                capsize=5,
-                ls="none",
-            )
-            dax.errorbar(
-                df["elpd_diff"].iloc[k],
-                y[k],
-                xerr=df["dse"].iloc[k],
-                color=c,
-                marker="o",
-                ms=9,
-                mfc=mfc,
-                mew=2.0,
-                lw=2.4,
-                capsize=5,
-                ls="none",
-            )
+            point = dict(color=c, marker="o", ms=9, mfc=mfc, mew=2.0, lw=2.4, capsize=5, ls="none")
+            ax.errorbar(df["elpd_loo"].iloc[k], y[k], xerr=df["se"].iloc[k], **point)
+            dax.errorbar(df["elpd_diff"].iloc[k], y[k], xerr=df["dse"].iloc[k], **point)
         dax.axvline(0.0, color="0.3", ls="--", lw=1.4, zorder=0)
         if "weight" in df.columns:
             side = blended_transform_factory(dax.transAxes, dax.transData)
