@@ -167,3 +167,49 @@ def visit_log_lik(scores, recorded, mean, sd):
     lp = jnp.where(scores <= lo, log_ndtr((lo - mean) / sd), lp)
     lp = jnp.where(scores >= hi, log_ndtr((mean - hi) / sd), lp)
     return jnp.where(recorded, lp, 0.0)
+
+
+# ----------------------------------------------------------------------------- beliefs known by their moments
+#
+# With the everyday outcomes unrecorded, the beliefs before an observation are known only by
+# their mean m and covariance P (plasticity_rl.models.moments). Each channel then gives the
+# rating's log-density under a distribution matched to its first two moments, and the beliefs'
+# moments after seeing it (a Kalman update, exact for the linear visit score, the linear
+# minimum-variance update for the Beta rating). With P = 0 both densities are exactly the ones
+# above.
+
+
+def ema_moment_update(m, P, rating, recorded, phi):
+    """(log-density, m, P) for one EMA rating of V, given (V, S) ~ (m, P).
+
+    y = V + eta with E[eta | V] = 0 and Var[eta | V] = V (1 - V) / (phi + 1), so
+    E[y] = m_V and Var[y] = P_VV + (m_V (1 - m_V) - P_VV) / (phi + 1); the rating's density is
+    the Beta with that mean and variance. Not recorded: log-density 0, moments unchanged.
+    """
+    mV = jnp.clip(m[0], EPS, 1.0 - EPS)
+    PVV = P[0, 0]
+    noise = jnp.maximum(mV * (1.0 - mV) - PVV, 0.0) / (jnp.minimum(phi, PHI_MAX) + 1.0)
+    var_y = PVV + noise
+    lp = ema_log_lik(mV, mV * (1.0 - mV) / var_y - 1.0, rating, recorded)
+    gain = P[:, 0] / var_y
+    m_new = m + gain * (rating - mV)
+    P_new = P - jnp.outer(gain, P[0, :])
+    return lp, jnp.where(recorded, m_new, m), jnp.where(recorded, P_new, P)
+
+
+def visit_moment_update(m, P, score, recorded, m_max, D, E, sd):
+    """(log-density, m, P) for one clinician score, given (V, S) ~ (m, P) at the visit.
+
+    M = m_max (1 - V) - D - E + Normal(0, sd) is linear in V: M ~ Normal(mean, m_max^2 P_VV +
+    sd^2), censored at the ends of SCORE_RANGE as above, and the Kalman update is exact. A
+    censored score (at 0 or 60) updates nothing: its information is a bound, not a value.
+    """
+    mean = visit_mean(m[0], m_max, D, E)
+    var_y = m_max**2 * P[0, 0] + sd**2
+    lp = visit_log_lik(score, recorded, mean, jnp.sqrt(var_y))
+    lo, hi = SCORE_RANGE
+    gain = -m_max * P[:, 0] / var_y
+    m_new = m + gain * (score - mean)
+    P_new = P + m_max * jnp.outer(gain, P[0, :])
+    update = recorded & (score > lo) & (score < hi)
+    return lp, jnp.where(update, m_new, m), jnp.where(update, P_new, P)

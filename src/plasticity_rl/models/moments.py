@@ -59,6 +59,31 @@ def _as_beliefs(model: BeliefModel, x) -> Beliefs:
     return Beliefs(x[0], x[1] if model.has_schema else x[0])
 
 
+def step_moments(model: BeliefModel, p: Params, moments: Moments, g_k, gate, mu_o, n_corr, p_c, n_max: int):
+    """Moments after one step: its session's ``n_corr`` corrective experiences, then the everyday one."""
+    r = model.rates(p, g_k, gate)
+
+    def everyday(x, o):
+        s = model.everyday(_as_beliefs(model, x), o, r, p)
+        return jnp.stack([s.V, s.S])
+
+    def corrective(x, c):
+        s = model.session(_as_beliefs(model, x), jnp.reshape(c, (1,)), 1, r, p)
+        return jnp.stack([s.V, s.S])
+
+    for k in range(n_max):  # the session's corrective experiences, one at a time
+        after = bernoulli_event(corrective, p_c, moments)
+        moments = Moments(*(jnp.where(k < n_corr, a, b) for a, b in zip(after, moments)))
+    return bernoulli_event(everyday, mu_o, moments)
+
+
+def initial_moments(model: BeliefModel, p: Params) -> Moments:
+    """The beliefs at step 0: known exactly (zero covariance)."""
+    start = model.initial(p)
+    x0 = jnp.stack([start.V, start.S])
+    return Moments(x0, jnp.zeros((2, 2), x0.dtype))
+
+
 def belief_moments(model: BeliefModel, p: Params, g_k, gate, mu_o, n_corr, p_c, n_max: int) -> Moments:
     """Mean and covariance of (V, S) after each step of one patient, outcomes unrecorded.
 
@@ -66,35 +91,13 @@ def belief_moments(model: BeliefModel, p: Params, g_k, gate, mu_o, n_corr, p_c, 
     the starting point); ``g_k``, ``gate``: (T,) plasticity drive and acute state; ``mu_o``: the
     chance an everyday experience goes well; ``n_corr``: (T,) corrective experiences delivered at
     each step (0 for none or a missed session), at most ``n_max`` (static); ``p_c``: (T,) the
-    chance each of them goes well.
-    Within a step the session comes first, then the everyday event, as in :func:`run_beliefs`.
-    Returns means (T, 2) and covariances (T, 2, 2).
+    chance each of them goes well. Within a step the session comes first, then the everyday
+    event, as in :func:`run_beliefs`. Returns means (T, 2) and covariances (T, 2, 2).
     """
-    start = model.initial(p)
-    x0 = jnp.stack([start.V, start.S])
-
-    def everyday(r):
-        def update(x, o):
-            s = model.everyday(_as_beliefs(model, x), o, r, p)
-            return jnp.stack([s.V, s.S])
-
-        return update
-
-    def corrective(r):
-        def update(x, c):
-            s = model.session(_as_beliefs(model, x), jnp.reshape(c, (1,)), 1, r, p)
-            return jnp.stack([s.V, s.S])
-
-        return update
 
     def step(moments, inputs):
-        g, gt, n, pc = inputs
-        r = model.rates(p, g, gt)
-        for k in range(n_max):  # the session's corrective experiences, one at a time
-            after = bernoulli_event(corrective(r), pc, moments)
-            moments = Moments(*(jnp.where(k < n, a, b) for a, b in zip(after, moments)))
-        moments = bernoulli_event(everyday(r), mu_o, moments)
+        moments = step_moments(model, p, moments, *inputs[:2], mu_o, *inputs[2:], n_max)
         return moments, moments
 
-    _, out = jax.lax.scan(step, Moments(x0, jnp.zeros((2, 2), x0.dtype)), (g_k, gate, n_corr, p_c))
+    _, out = jax.lax.scan(step, initial_moments(model, p), (g_k, gate, n_corr, p_c))
     return out
