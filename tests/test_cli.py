@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -225,3 +226,39 @@ def test_fit_fix_rejects_bad_values_with_exit_2(tiny_sim, tmp_path, fix, message
     assert res.exit_code == 2
     assert message in res.output
     assert not (tmp_path / "fit").exists()
+
+
+def _without_outcomes(run: Path, root: Path) -> Path:
+    """A copy of a run folder with what no trial records (events, trajectories) deleted."""
+    import shutil
+
+    copy = root / "trial"
+    shutil.copytree(run, copy)
+    for name in ("events", "trajectories"):
+        for ext in ("csv", "parquet"):
+            (copy / "data" / f"{name}.{ext}").unlink(missing_ok=True)
+    return copy
+
+
+def test_fit_of_what_a_trial_records_integrates_the_outcomes_out(tiny_sim, tmp_path):
+    """Only ratings, visits, patients and sessions left: the fit is marginal and says so."""
+    import arviz as az
+
+    trial = _without_outcomes(tiny_sim, tmp_path)
+    folder = tmp_path / "fit"
+    res = runner.invoke(app, ["fit", str(trial), "--method", "svi", "-o", str(folder), "--quiet"])
+    assert res.exit_code == 0, res.output
+    idata = az.from_netcdf(str(folder / "posterior.nc"))
+    assert idata.posterior.attrs["likelihood"] == "marginal"
+    assert json.loads((folder / "diagnostics.json").read_text())["likelihood"] == "marginal"
+    assert np.isfinite(idata.log_likelihood["obs"].values).all()
+
+
+def test_a_conditional_fit_without_logged_outcomes_is_refused(tiny_sim, tmp_path):
+    trial = _without_outcomes(tiny_sim, tmp_path)
+    res = runner.invoke(app, ["fit", str(trial), "--likelihood", "conditional", "-o", str(tmp_path / "f")])
+    assert res.exit_code == 2
+    assert "no events" in res.output and "marginal" in res.output
+    assert not (tmp_path / "f").exists()
+    res = runner.invoke(app, ["fit", str(trial), "--likelihood", "exact", "-o", str(tmp_path / "f")])
+    assert res.exit_code == 2 and "--likelihood" in res.output

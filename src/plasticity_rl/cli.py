@@ -323,6 +323,17 @@ def fit_cmd(
             help="Hold the plasticity kernel's time constants at the config's values instead of fitting them.",
         ),
     ] = False,
+    likelihood: Annotated[
+        str | None,
+        typer.Option(
+            "--likelihood",
+            help=(
+                "marginal: integrate the unrecorded everyday outcomes out (what a trial records); "
+                "conditional: condition on logged outcomes (needs an events table). "
+                "Default: the config's observations.outcomes_recorded, if the data have events."
+            ),
+        ),
+    ] = None,
     fix: Annotated[
         list[str] | None,
         typer.Option(
@@ -365,7 +376,10 @@ def fit_cmd(
             target_accept=target_accept,
             fit_window=not fixed_window,
             fixed=tuple(sorted(held.items())),
+            likelihood=likelihood,
         )
+        if likelihood not in (None, "marginal", "conditional"):
+            raise ConfigError([f"--likelihood: got {likelihood!r}; allowed: marginal, conditional"])
         label = "SVI, approximate" if method == "svi" else f"NUTS, {chains} chains x {warmup} + {draws}"
         with atomic_dir(target, overwrite=force) as folder:
             with rep.stage(f"fit {variant} ({label})") as say:

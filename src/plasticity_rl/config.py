@@ -232,6 +232,17 @@ class Visits(_Strict):
 class Observations(_Strict):
     ema: Ema = Ema()
     visits: Visits = Visits()
+    # What the trial logs besides the ratings. A depression trial records daily ratings,
+    # clinician visits and session attendance, not the outcome of every everyday experience:
+    # then the fit integrates the outcomes out (the "marginal" likelihood). Experience-sampling
+    # data that logs every outcome can be fitted conditionally on them ("conditional").
+    outcomes_recorded: bool = Field(
+        default=True,
+        description=(
+            "whether the trial logs every everyday and corrective outcome: true fits the "
+            "conditional likelihood, false integrates the outcomes out (the marginal likelihood)"
+        ),
+    )
 
 
 class ModelSpec(_Strict):

@@ -24,6 +24,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import log_ndtr
 
 from plasticity_rl._engine.special import LGAMMA_MAX, lgamma_positive
+from plasticity_rl.models.moments import Moments
 
 SCORE_RANGE = (0.0, 60.0)  # clinician scores are clipped here when recorded
 EPS = 1e-6  # V is kept in [EPS, 1 - EPS] inside the Beta density
@@ -179,37 +180,44 @@ def visit_log_lik(scores, recorded, mean, sd):
 # above.
 
 
-def ema_moment_update(m, P, rating, recorded, phi):
-    """(log-density, m, P) for one EMA rating of V, given (V, S) ~ (m, P).
+def ema_moment_update(m: Moments, rating, recorded, phi):
+    """(log-density, moments after) for one EMA rating of V, given the beliefs' moments ``m``.
 
     y = V + eta with E[eta | V] = 0 and Var[eta | V] = V (1 - V) / (phi + 1), so
     E[y] = m_V and Var[y] = P_VV + (m_V (1 - m_V) - P_VV) / (phi + 1); the rating's density is
     the Beta with that mean and variance. Not recorded: log-density 0, moments unchanged.
     """
-    mV = jnp.clip(m[0], EPS, 1.0 - EPS)
-    PVV = P[0, 0]
-    noise = jnp.maximum(mV * (1.0 - mV) - PVV, 0.0) / (jnp.minimum(phi, PHI_MAX) + 1.0)
-    var_y = PVV + noise
+    mV = jnp.clip(m.mV, EPS, 1.0 - EPS)
+    noise = jnp.maximum(mV * (1.0 - mV) - m.PVV, 0.0) / (jnp.minimum(phi, PHI_MAX) + 1.0)
+    var_y = m.PVV + noise
     lp = ema_log_lik(mV, mV * (1.0 - mV) / var_y - 1.0, rating, recorded)
-    gain = P[:, 0] / var_y
-    m_new = m + gain * (rating - mV)
-    P_new = P - jnp.outer(gain, P[0, :])
-    return lp, jnp.where(recorded, m_new, m), jnp.where(recorded, P_new, P)
+    gV, gS = m.PVV / var_y, m.PVS / var_y  # Cov((V, S), y) / Var(y)
+    return lp, _conditioned(m, recorded, gV, gS, rating - mV, var_y)
 
 
-def visit_moment_update(m, P, score, recorded, m_max, D, E, sd):
-    """(log-density, m, P) for one clinician score, given (V, S) ~ (m, P) at the visit.
+def visit_moment_update(m: Moments, score, recorded, m_max, D, E, sd):
+    """(log-density, moments after) for one clinician score, given the beliefs' moments ``m``.
 
     M = m_max (1 - V) - D - E + Normal(0, sd) is linear in V: M ~ Normal(mean, m_max^2 P_VV +
     sd^2), censored at the ends of SCORE_RANGE as above, and the Kalman update is exact. A
     censored score (at 0 or 60) updates nothing: its information is a bound, not a value.
     """
-    mean = visit_mean(m[0], m_max, D, E)
-    var_y = m_max**2 * P[0, 0] + sd**2
+    mean = visit_mean(m.mV, m_max, D, E)
+    var_y = m_max**2 * m.PVV + sd**2
     lp = visit_log_lik(score, recorded, mean, jnp.sqrt(var_y))
     lo, hi = SCORE_RANGE
-    gain = -m_max * P[:, 0] / var_y
-    m_new = m + gain * (score - mean)
-    P_new = P + m_max * jnp.outer(gain, P[0, :])
+    gV, gS = -m_max * m.PVV / var_y, -m_max * m.PVS / var_y
     update = recorded & (score > lo) & (score < hi)
-    return lp, jnp.where(update, m_new, m), jnp.where(update, P_new, P)
+    return lp, _conditioned(m, update, gV, gS, score - mean, var_y)
+
+
+def _conditioned(m: Moments, update, gV, gS, innovation, var_y) -> Moments:
+    """The Kalman update with gains (gV, gS) where ``update``; the moments unchanged elsewhere."""
+    new = Moments(
+        m.mV + gV * innovation,
+        m.mS + gS * innovation,
+        m.PVV - gV * gV * var_y,
+        m.PVS - gV * gS * var_y,
+        m.PSS - gS * gS * var_y,
+    )
+    return Moments(*(jnp.where(update, a, b) for a, b in zip(new, m)))

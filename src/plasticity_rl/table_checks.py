@@ -30,6 +30,8 @@ class DataError(ValueError):
 
 _REQUIRED = {
     "events": ("patient", "arm", "step", "kind", "index", "outcome"),
+    "patients": ("patient", "arm"),
+    "sessions": ("patient", "step", "attended"),
     "ema": ("patient", "day", "rating"),
     "visits": ("patient", "day", "score"),
 }
@@ -81,13 +83,15 @@ def _as_float(name: str, df: pd.DataFrame, col: str, problems: list[str]) -> np.
     return vals
 
 
-def _patient_index(events: pd.DataFrame, pids: np.ndarray, arm_names: tuple[str, ...], problems):
+def _patient_index(
+    events: pd.DataFrame, pids: np.ndarray, arm_names: tuple[str, ...], problems, table: str = "events"
+):
     """Patients (sorted ids) and their arm index; each patient must sit in one configured arm."""
     arms = events["arm"].astype(str).str.strip().to_numpy()
     unknown = sorted(set(arms) - set(arm_names))
     if unknown:
         problems.append(
-            f"events table: arm(s) {unknown} are not in the config's arms {list(arm_names)}; "
+            f"{table} table: arm(s) {unknown} are not in the config's arms {list(arm_names)}; "
             "the config gives each arm's schedule, so the names must match"
         )
         return None, None
@@ -96,7 +100,7 @@ def _patient_index(events: pd.DataFrame, pids: np.ndarray, arm_names: tuple[str,
     if (multi > 1).any():
         _listed(
             problems,
-            "events table: patients listed in more than one arm",
+            f"{table} table: patients listed in more than one arm",
             [f"patient {p}" for p in multi.index[multi > 1]],
         )
         return None, None
@@ -194,7 +198,7 @@ def _ema_array(ema, patients, days, problems):
     known = np.isin(pid, patients)
     _listed(
         problems,
-        "ema table: patients with no events (their beliefs cannot be computed)",
+        "ema table: patients not in the events or patients table (their arm is unknown)",
         [f"patient {p}" for p in sorted(set(pid[~known]))],
     )
     bad_day = (day < 0) | (day >= days)
@@ -248,7 +252,7 @@ def _visit_arrays(visits, patients, cfg: Config, problems):
     known = np.isin(pid, patients)
     _listed(
         problems,
-        "visits table: patients with no events (their beliefs cannot be computed)",
+        "visits table: patients not in the events or patients table (their arm is unknown)",
         [f"patient {p}" for p in sorted(set(pid[~known]))],
     )
     bad_day = ~np.isfinite(day) | (day < 0) | (day > days)
@@ -311,31 +315,29 @@ class TableArrays(NamedTuple):
     visit_day: np.ndarray  # (N, K)
     visit_step: np.ndarray  # (N, K)
     visit_score: np.ndarray  # (N, K) scores, NaN where not recorded
+    outcomes_logged: bool = True  # False: no events table (everyday and corrective are zeros)
 
 
 def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedules) -> TableArrays:
     """The fit's arrays from tidy tables, or one :class:`DataError` listing every problem."""
     problems: list[str] = []
-    if "events" not in tables:
-        raise DataError(
-            [
-                "no events table: the fit conditions on every logged outcome "
-                f"(columns {list(_REQUIRED['events'])})"
-            ]
-        )
     if "ema" not in tables and "visits" not in tables:
         raise DataError(["no ratings: give an ema table and/or a visits table"])
-    events = _normalise_columns(tables["events"])
-    if not _check_columns("events", events, problems):
-        raise DataError(problems)
-    pid = _as_int("events", events, "patient", problems)
-    step = _as_int("events", events, "step", problems)
-    if problems:
-        raise DataError(problems)
-    patients, arm_index = _patient_index(events, pid, sch.arm_names, problems)
-    if problems:
-        raise DataError(problems)
-    arrays = _events_arrays(events, pid, step, patients, arm_index, sch, problems)
+    if "events" in tables:
+        events = _normalise_columns(tables["events"])
+        if not _check_columns("events", events, problems):
+            raise DataError(problems)
+        pid = _as_int("events", events, "patient", problems)
+        step = _as_int("events", events, "step", problems)
+        if problems:
+            raise DataError(problems)
+        patients, arm_index = _patient_index(events, pid, sch.arm_names, problems)
+        if problems:
+            raise DataError(problems)
+        arrays = _events_arrays(events, pid, step, patients, arm_index, sch, problems)
+    else:
+        patients, arm_index = _patients_without_events(tables, sch, problems)
+        arrays = None if problems else _unlogged_arrays(tables.get("sessions"), patients, arm_index, sch, problems)
     days = cfg.experiment.days
     ema = _ema_array(tables.get("ema"), patients, days, problems)
     vday, vstep, vscore = _visit_arrays(tables.get("visits"), patients, cfg, problems)
@@ -344,4 +346,79 @@ def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedu
     if not (np.isfinite(ema).any() or np.isfinite(vscore).any()):
         raise DataError(["every rating is missing: there is nothing to fit"])
     everyday, corrective, n_corr = arrays
-    return TableArrays(patients, arm_index, everyday, corrective, n_corr, ema, vday, vstep, vscore)
+    return TableArrays(
+        patients, arm_index, everyday, corrective, n_corr, ema, vday, vstep, vscore, "events" in tables
+    )
+
+
+def _patients_without_events(tables, sch: Schedules, problems):
+    """Patients and arms from the ``patients`` table, when no outcomes were logged."""
+    if "patients" not in tables:
+        raise DataError(
+            [
+                "no events table and no patients table: without logged outcomes the fit needs "
+                f"each patient's arm (a patients table with columns {list(_REQUIRED['patients'])})"
+            ]
+        )
+    frame = _normalise_columns(tables["patients"])
+    if not _check_columns("patients", frame, problems):
+        raise DataError(problems)
+    pid = _as_int("patients", frame, "patient", problems)
+    if problems:
+        raise DataError(problems)
+    patients, arm_index = _patient_index(frame, pid, sch.arm_names, problems, table="patients")
+    if problems:
+        raise DataError(problems)
+    return patients, arm_index
+
+
+def _unlogged_arrays(sessions, patients, arm_index, sch: Schedules, problems):
+    """Zero outcomes (not logged) and the corrective experiences each attended session delivered.
+
+    ``sessions`` (patient, step, attended): a scheduled session not attended delivers none;
+    without the table every scheduled session counts as attended.
+    """
+    N, T = patients.shape[0], sch.session_n.shape[1]
+    n_corr = sch.session_n[arm_index].astype(np.int64)  # (N, T) as scheduled
+    if sessions is not None:
+        frame = _normalise_columns(sessions)
+        if not _check_columns("sessions", frame, problems):
+            return None
+        pid = _as_int("sessions", frame, "patient", problems)
+        step = _as_int("sessions", frame, "step", problems)
+        if pid is None or step is None:
+            return None
+        attended = frame["attended"].astype(str).str.strip().str.lower()
+        bad = ~attended.isin(["true", "false", "1", "0"]).to_numpy()
+        _listed(
+            problems,
+            "sessions table: column 'attended' must be true or false",
+            [f"row {r} ({frame['attended'].iloc[r]!r})" for r in np.flatnonzero(bad)],
+        )
+        row_of = {p: i for i, p in enumerate(patients)}
+        unknown = ~np.isin(pid, patients)
+        _listed(
+            problems,
+            "sessions table: patients not in the patients table",
+            [f"patient {p}" for p in sorted(set(pid[unknown]))],
+        )
+        if problems:
+            return None
+        i = np.array([row_of[p] for p in pid], np.int64)
+        off = (step < 0) | (step >= T)
+        off[~off] = n_corr[i[~off], step[~off]] == 0
+        _listed(
+            problems,
+            "sessions table: a session at a step the arm's schedule has none (check the config's sessions)",
+            [f"patient {pid[r]} step {step[r]}" for r in np.flatnonzero(off)],
+        )
+        if problems:
+            return None
+        missed = attended.isin(["false", "0"]).to_numpy()
+        n_corr[i[missed], step[missed]] = 0
+    n_max = max(sch.n_c_max, int(n_corr.max(initial=0)))
+    return (
+        np.zeros((N, T), np.float32),
+        np.zeros((N, T, n_max), np.float32),
+        n_corr.astype(np.int32),
+    )

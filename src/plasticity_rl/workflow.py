@@ -93,6 +93,7 @@ def fit_posterior(tabs, cfg: Config, variant: str, settings: FitSettings, progre
         target_accept=settings.target_accept,
         fit_window=settings.fit_window,
         fixed=dict(settings.fixed),
+        likelihood=settings.likelihood,
     )
 
 
@@ -207,6 +208,7 @@ def write_fit_folder(
         "method": settings.method,
         "passed": bool(diag.passed),
         "fixed": json.loads(idata.posterior.attrs.get("fixed", "{}")),
+        "likelihood": idata.posterior.attrs.get("likelihood", "conditional"),
         "failures": diag.failures,
         "notes": diag.notes,
         "divergences": diag.divergences,

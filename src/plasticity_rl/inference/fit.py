@@ -93,6 +93,7 @@ class FitSettings:
     integrated_loo: bool = True  # write loo_marginal.nc for compare (inference/marginal.py)
     fit_window: bool = True  # fit the kernel's time constants (False: hold them at the config's)
     fixed: tuple[tuple[str, float], ...] = ()  # parameters held at a value (name, value)
+    likelihood: str | None = None  # "conditional" or "marginal"; None: what the config and data say
 
 
 def resolve_chain_method(chains: int, chain_method: ChainMethod = "auto") -> str:
@@ -356,6 +357,7 @@ def fit(
     mass_matrix: MassMatrix = "dense-group",
     fit_window: bool = True,
     fixed: dict[str, float] | None = None,
+    likelihood: str | None = None,
     svi_steps: int = 5000,
     svi_guide: Guide = "normal",
     svi_learning_rate: float = 0.01,
@@ -377,6 +379,10 @@ def fit(
     humans is unknown) or hold them at the config's values. ``attrs["window"]`` says which.
     ``fixed``: parameters held at a value instead of fitted (name -> value, on top of the
     config's ``model.fixed``); they have no draws, and ``attrs["fixed"]`` (JSON) records them.
+    ``likelihood``: ``"conditional"`` (beliefs follow the logged outcomes) or ``"marginal"`` (the
+    outcomes integrated out, inference/filter.py); default: conditional where the config says
+    the trial logs every outcome (``observations.outcomes_recorded``) and the data hold them,
+    else marginal. ``attrs["likelihood"]`` records it.
     """
     if method not in ("nuts", "svi"):
         raise ValueError(f"method {method!r}; allowed: 'nuts' (default) or 'svi' (approximate)")
@@ -386,7 +392,7 @@ def fit(
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     fd = prepare(data, cfg, variant)
-    model, spec, x = build(fd, fit_window=fit_window, fixed=fixed)
+    model, spec, x = build(fd, fit_window=fit_window, fixed=fixed, likelihood=likelihood)
     init = init_values(spec, fd.n_patients)
     w = spec.window
     attrs = {
@@ -416,6 +422,7 @@ def fit(
         "window_gamma_shape": w.gamma_shape,
         "window_saturation": w.saturation,
         "fixed": json.dumps(spec.fixed_values, sort_keys=True),
+        "likelihood": spec.likelihood,
     }
     t0 = time.perf_counter()
     if method == "nuts":

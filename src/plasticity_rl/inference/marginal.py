@@ -100,6 +100,8 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
 
         def log_lik(th, dense_session_maps=True):  # (N, P) -> (N,)
             theta = {**g, **{n: th[:, j] for j, n in enumerate(names)}}
+            if spec.likelihood == "marginal":  # the filter: no trajectories to pass
+                return patient_log_lik(spec, theta, x)
             return patient_log_lik(spec, theta, x, cohort_trajectories(spec, theta, x, dense_session_maps))
 
         def neg_log_joint(th):  # patients are independent given phi: the sum's gradient is per patient

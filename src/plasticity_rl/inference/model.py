@@ -39,16 +39,20 @@ from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import SigmoidTransform
 
 from plasticity_rl.config import Config
+from plasticity_rl.inference.filter import marginal_log_lik as filtered_log_lik
 from plasticity_rl.inference.prepare import FitData, ModelInputs
 from plasticity_rl.models import BeliefModel, Trajectory, get_model, run_beliefs
+from plasticity_rl.models.moments import belief_moments
 from plasticity_rl.observe import beliefs_at_step_start, ema_log_lik, visit_log_lik, visit_mean, visit_sd
 from plasticity_rl.params import PARAMS, config_value, param
 from plasticity_rl.plasticity import KernelParams, arm_drive
+from plasticity_rl.table_checks import DataError
 
 TAU_INIT = 0.3  # the between-patient SDs' starting value for NUTS and SVI
 
@@ -183,6 +187,10 @@ class ModelSpec:
     V0_offset: float
     window: WindowSpec
     fixed: tuple[tuple[str, float], ...] = ()  # parameters held at a value instead of fitted
+    # "conditional": beliefs follow the logged outcomes; "marginal": outcomes integrated out
+    # (inference/filter.py), for trials that record ratings but not every outcome.
+    likelihood: str = "conditional"
+    n_max: int = 0  # most corrective experiences in one session (the marginal likelihood's loop)
 
     @property
     def belief_model(self) -> BeliefModel:
@@ -221,9 +229,11 @@ class ModelSpec:
         variant: str | None = None,
         fit_window: bool = True,
         fixed: dict[str, float] | None = None,
+        likelihood: str | None = None,
     ) -> ModelSpec:
         variant = variant or data.variant
         fixed = check_fixed(variant, {**data.config.model.fixed, **(fixed or {})}, data.config)
+        likelihood = check_likelihood(data, likelihood)
         window = WindowSpec.from_config(data.config, fit_window and data.has_doses)
         window = window.holding(fixed)
         return ModelSpec(
@@ -236,7 +246,50 @@ class ModelSpec:
             V0_offset=data.fixed["V0_offset"],
             window=window,
             fixed=tuple(sorted(fixed.items())),
+            likelihood=likelihood,
+            n_max=max_session_size(data),
         )
+
+
+LIKELIHOODS = ("conditional", "marginal")
+
+
+def default_likelihood(data: FitData) -> str:
+    """What the data supports: conditional where the trial logs every outcome, else marginal."""
+    return "conditional" if data.config.observations.outcomes_recorded and data.has_outcomes else "marginal"
+
+
+def check_likelihood(data: FitData, likelihood: str | None) -> str:
+    """``likelihood`` (or the data's default) checked against what the data holds."""
+    if likelihood is None:
+        likelihood = default_likelihood(data)
+    if likelihood not in LIKELIHOODS:
+        raise DataError([f"likelihood: got {likelihood!r}; allowed: {', '.join(LIKELIHOODS)}"])
+    if likelihood == "conditional" and not data.has_outcomes:
+        raise DataError(
+            [
+                "likelihood: got 'conditional', but the data log no everyday outcomes (no events "
+                "table); allowed here: 'marginal' (the outcomes integrated out)"
+            ]
+        )
+    if likelihood == "marginal":
+        shared = data.shared_visit_steps()
+        if shared:
+            listed = "; ".join(f"patient {p}: days {a:g} and {b:g}" for p, a, b in shared)
+            raise DataError(
+                [
+                    f"visits table: two recorded visits of one patient fall on one step ({listed}); "
+                    "the marginal likelihood takes at most one visit per step: drop or merge "
+                    "them, or use a finer experiment.steps_per_day"
+                ]
+            )
+    return likelihood
+
+
+def max_session_size(data: FitData) -> int:
+    """The most corrective experiences any session of the data or the config's arms delivers."""
+    scheduled = int(np.max(data.arm.session_n, initial=0))
+    return max(scheduled, int(np.max(data.n_corr, initial=0)))
 
 
 def check_fixed(variant: str, fixed: dict, cfg: Config) -> dict[str, float]:
@@ -326,6 +379,8 @@ def cohort_trajectories(
     theta = with_fixed(spec, theta, x.arm_index.shape[0])
     p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
     g_k = cohort_drive(spec, theta, x)
+    if spec.likelihood == "marginal":
+        return expected_trajectories(spec, p, g_k, x), model.initial(p).V
     traj = run_beliefs(
         model,
         p,
@@ -342,14 +397,48 @@ def cohort_trajectories(
     return traj, model.initial(p).V
 
 
+def expected_trajectories(spec: ModelSpec, p: dict, g_k, x: ModelInputs) -> Trajectory:
+    """The beliefs' expectation over the unrecorded outcomes (the marginal likelihood's curves)."""
+    model = spec.belief_model
+    a = x.arm_index
+    mom = belief_moments(
+        model, p, g_k[a], x.gate[a], spec.mu_o, x.n_corr, x.session_p[a], spec.n_max
+    )
+    r = model.rates(p, g_k[a].T, x.gate[a].T)  # time-major: parameters broadcast over steps
+    alpha_neg = r["alpha_neg"].T if "alpha_neg" in r else None
+    return Trajectory(alpha=r["alpha"].T, alpha_neg=alpha_neg, V=mom.mV, S=mom.mS)
+
+
+def marginal_patient_log_lik(spec: ModelSpec, theta: dict, x: ModelInputs):
+    """Per-patient log-likelihood (N,) with the outcomes integrated out (inference/filter.py)."""
+    model = spec.belief_model
+    p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
+    a = x.arm_index
+    g_k = cohort_drive(spec, theta, x)
+    phi = theta["phi"] if spec.has_ema else jnp.float32(1.0)
+    if spec.has_visits:
+        sd = visit_sd(x.visit_by_step_treated, theta["sigma_baseline"], theta["sigma_treated"])
+    else:
+        sd = jnp.ones(x.visit_by_step.shape, jnp.float32)
+    return filtered_log_lik(
+        model, p, g_k[a], x.gate[a], spec.mu_o, x.n_corr, x.session_p[a], spec.n_max,
+        x.ema_by_step, x.ema_by_step_mask & spec.has_ema, phi,
+        x.visit_by_step, x.visit_by_step_mask & spec.has_visits, x.visit_by_step_D, x.visit_by_step_E, sd,
+        spec.m_max,
+    )  # fmt: skip
+
+
 def patient_log_lik(spec: ModelSpec, theta: dict, x: ModelInputs, traj=None):
     """Per-patient log-likelihood (N,) of all recorded ratings, given parameters ``theta``.
 
     ``theta`` holds the per-patient parameters (N,), the variant's group parameters and the
     observation parameters (phi, sigma_baseline, sigma_treated) of the channels present; fixed
-    parameters may be left out (their values come from ``spec``).
+    parameters may be left out (their values come from ``spec``). With ``spec.likelihood`` =
+    "marginal" the outcomes are integrated out and ``traj`` is not used.
     """
     theta = with_fixed(spec, theta, x.arm_index.shape[0])
+    if spec.likelihood == "marginal":
+        return marginal_patient_log_lik(spec, theta, x)
     if traj is None:
         traj = cohort_trajectories(spec, theta, x)
     tr, V0 = traj
@@ -418,11 +507,17 @@ def belief_model(x: ModelInputs, spec: ModelSpec):
     numpyro.factor("log_lik", _total_log_lik(spec, theta, x))
 
 
-def build(data: FitData, variant: str | None = None, fit_window: bool = True, fixed: dict | None = None):
+def build(
+    data: FitData,
+    variant: str | None = None,
+    fit_window: bool = True,
+    fixed: dict | None = None,
+    likelihood: str | None = None,
+):
     """(model, spec, inputs): ``model(inputs)`` is ready for NUTS or SVI."""
     from functools import partial
 
-    spec = ModelSpec.from_data(data, variant, fit_window, fixed)
+    spec = ModelSpec.from_data(data, variant, fit_window, fixed, likelihood)
     return partial(belief_model, spec=spec), spec, data.inputs()
 
 

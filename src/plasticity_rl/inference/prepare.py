@@ -57,6 +57,16 @@ class ModelInputs(NamedTuple):
     visit_D: jnp.ndarray  # (N, K) acute drug-state lift D(t), MADRS points
     visit_E: jnp.ndarray  # (N, K) non-specific infusion response E(t)
     visit_treated: jnp.ndarray  # (N, K) bool: at or after the arm's first treatment
+    # The same ratings laid out by step, for the likelihood with the outcomes integrated out
+    # (inference/filter.py), which conditions the beliefs on each rating as it comes:
+    session_p: jnp.ndarray | None = None  # (arms, T) chance each corrective experience goes well
+    ema_by_step: jnp.ndarray | None = None  # (N, T) the rating of V after step j, 0.5 where none
+    ema_by_step_mask: jnp.ndarray | None = None  # (N, T) bool
+    visit_by_step: jnp.ndarray | None = None  # (N, T + 1) the score of V at the start of step j, 30 where none
+    visit_by_step_mask: jnp.ndarray | None = None  # (N, T + 1) bool
+    visit_by_step_D: jnp.ndarray | None = None  # (N, T + 1)
+    visit_by_step_E: jnp.ndarray | None = None  # (N, T + 1)
+    visit_by_step_treated: jnp.ndarray | None = None  # (N, T + 1) bool
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class FitData:
     visit_treated: np.ndarray
     m_max: float
     fixed: dict[str, float] = field(default_factory=dict)  # mu_o, V0_offset: known constants
+    has_outcomes: bool = True  # everyday and corrective outcomes logged (else they are zeros)
 
     @property
     def n_patients(self) -> int:
@@ -139,7 +150,57 @@ class FitData:
             visit_D=jnp.asarray(self.visit_D, jnp.float32),
             visit_E=jnp.asarray(self.visit_E, jnp.float32),
             visit_treated=jnp.asarray(self.visit_treated),
+            session_p=jnp.asarray(self.arm.session_p, jnp.float32),
+            **self._by_step(ema_mask, visit_mask),
         )
+
+    def _by_step(self, ema_mask, visit_mask) -> dict:
+        """The ratings on the step grid (first visit wins where two share a step: see
+        :meth:`shared_visit_steps`)."""
+        N, T = self.n_patients, self.n_steps
+        ema = np.full((N, T), 0.5, np.float32)
+        rec = np.zeros((N, T), bool)
+        steps = ema_steps(self.days, self.steps_per_day)
+        ema[:, steps] = np.where(ema_mask, self.ema, 0.5)
+        rec[:, steps] = ema_mask
+        out = {"ema_by_step": ema, "ema_by_step_mask": rec}
+        fill = {"visit_by_step": 30.0, "visit_by_step_mask": False, "visit_by_step_D": 0.0}
+        fill |= {"visit_by_step_E": 0.0, "visit_by_step_treated": False}
+        values = {
+            "visit_by_step": np.where(visit_mask, self.visit_score, 30.0),
+            "visit_by_step_mask": visit_mask,
+            "visit_by_step_D": self.visit_D,
+            "visit_by_step_E": self.visit_E,
+            "visit_by_step_treated": self.visit_treated,
+        }
+        rows, cols = np.nonzero(visit_mask)
+        steps = self.visit_step[rows, cols]
+        first = np.unique(rows * (T + 1) + steps, return_index=True)[1]  # first visit per (patient, step)
+        rows, cols, steps = rows[first], cols[first], steps[first]
+        for name, value in values.items():
+            grid = np.full((N, T + 1), fill[name], np.asarray(value).dtype)
+            grid[rows, steps] = value[rows, cols]
+            out[name] = grid
+        return {k: jnp.asarray(v, jnp.float32 if v.dtype.kind == "f" else v.dtype) for k, v in out.items()}
+
+    def shared_visit_steps(self) -> list[tuple[str, float, float]]:
+        """Recorded visits of one patient that fall on one step: (patient, day, day), at most 5.
+
+        The likelihood with the outcomes integrated out takes one visit per step.
+        """
+        mask = np.isfinite(self.visit_score)
+        out = []
+        for i in np.flatnonzero(mask.sum(axis=1) > 1):
+            steps = self.visit_step[i][mask[i]]
+            days = self.visit_day[i][mask[i]]
+            _, first, counts = np.unique(steps, return_index=True, return_counts=True)
+            for f, c in zip(first, counts):
+                if c > 1:
+                    dup = days[steps == steps[f]]
+                    out.append((str(self.patient_ids[i]), float(dup[0]), float(dup[1])))
+            if len(out) >= 5:
+                break
+        return out[:5]
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -226,6 +287,7 @@ def from_tables(tables: dict[str, pd.DataFrame], cfg: Config, variant: str | Non
         visit_treated=treated,
         m_max=float(cfg.observations.visits.m_max),
         fixed=_fixed_values(cfg),
+        has_outcomes=a.outcomes_logged,
     )
 
 

@@ -204,11 +204,18 @@ def session_maps(model: BeliefModel, p: Params, r, cs, n) -> SessionMap:
     model whose session is affine in the beliefs, b = session(0) and A's columns are its
     derivatives, exact for any state (tested against the session itself).
     """
-    zero = jnp.zeros(n.shape, cs.dtype)
+    return affine_map(lambda s: model.session(s, cs, n, r, p), n.shape, cs.dtype)
+
+
+def affine_map(update, shape, dtype) -> SessionMap:
+    """``update`` (beliefs -> beliefs, affine) as its map: b = update(0), A's columns its derivatives.
+
+    Exact for any state when ``update`` is affine; ``shape`` is the beliefs' batch shape.
+    """
+    zero = jnp.zeros(shape, dtype)
     one = jnp.ones_like(zero)
-    at = lambda s: model.session(s, cs, n, r, p)  # noqa: E731
-    b, dV = jax.jvp(at, (Beliefs(zero, zero),), (Beliefs(one, zero),))
-    _, dS = jax.jvp(at, (Beliefs(zero, zero),), (Beliefs(zero, one),))
+    b, dV = jax.jvp(update, (Beliefs(zero, zero),), (Beliefs(one, zero),))
+    _, dS = jax.jvp(update, (Beliefs(zero, zero),), (Beliefs(zero, one),))
     return SessionMap(dV.V, dS.V, dV.S, dS.S, b.V, b.S)
 
 
