@@ -260,7 +260,68 @@ def test_missing_ratings_are_allowed(tables, cfg):
     assert np.isnan(fd.ema[:, :3]).all() and np.isfinite(fd.ema[:, 5]).any()
 
 
+def _without(tables, *names):
+    return {k: v for k, v in tables.items() if k not in names}
+
+
+def test_tables_without_events_give_the_attended_sessions(tables, cfg):
+    """What a trial records: patients, sessions attended or missed, ratings; no outcomes."""
+    logged = from_tables(tables, cfg)
+    trial = from_tables(_without(tables, "events", "trajectories"), cfg)
+    assert logged.has_outcomes and not trial.has_outcomes
+    np.testing.assert_array_equal(trial.n_corr, logged.n_corr)  # attendance, from the sessions table
+    assert (trial.n_corr == 0).any() and trial.n_corr.max() == 6
+    np.testing.assert_array_equal(trial.arm_index, logged.arm_index)
+    missed = _broken(tables, "sessions", lambda df: df.assign(attended=False))
+    assert from_tables(_without(missed, "events"), cfg).n_corr.max() == 0
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda t: _without(t, "events", "patients"), ["no patients table", "arm"]),
+        (
+            lambda t: _broken(_without(t, "events"), "sessions", lambda df: df.assign(attended="maybe")),
+            ["sessions table", "'attended'", "maybe"],
+        ),
+        (
+            lambda t: _broken(_without(t, "events"), "sessions", lambda df: df.assign(step=df["step"] + 1)),
+            ["sessions table", "schedule has none"],
+        ),
+        (
+            lambda t: _broken(_without(t, "events"), "patients", lambda df: df.assign(arm="nonesuch")),
+            ["patients table", "nonesuch"],
+        ),
+    ],
+)
+def test_tables_without_events_are_checked_too(tables, cfg, change, words):
+    with pytest.raises(DataError) as err:
+        from_tables(change(tables), cfg)
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
 # ----------------------------------------------------------------------------- fitting
+
+
+@pytest.fixture(scope="module")
+def marginal_fit(sim):
+    """The same data fitted as a trial records them: the outcomes integrated out."""
+    return fit(sim, likelihood="marginal", chains=2, warmup=150, draws=150, seed=3)
+
+
+def test_the_marginal_fit_covers_the_truth_with_wider_posteriors(marginal_fit, good_fit, cfg):
+    post, cond = marginal_fit.posterior, good_fit.posterior
+    assert post.attrs["likelihood"] == "marginal" and cond.attrs["likelihood"] == "conditional"
+    wider = []
+    for name in GROUP_MEANS:
+        truth = getattr(cfg.population, name).mean
+        lo, hi = az.hdi(post[f"mu_{name}"], hdi_prob=0.94)[f"mu_{name}"].values
+        assert lo <= truth <= hi, f"mu_{name}: truth {truth} outside 94% HDI [{lo:.3f}, {hi:.3f}]"
+        wider.append(float(post[f"mu_{name}"].std()) / float(cond[f"mu_{name}"].std()))
+    # Knowing every outcome tells more than the ratings alone: the marginal posterior is wider
+    # (the ratio of SDs, averaged over the group means; each one is a noisy 300-draw estimate)
+    assert np.mean(wider) > 1.0, wider
 
 
 def test_small_fit_recovers_group_means(good_fit, cfg):

@@ -337,7 +337,9 @@ def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedu
         arrays = _events_arrays(events, pid, step, patients, arm_index, sch, problems)
     else:
         patients, arm_index = _patients_without_events(tables, sch, problems)
-        arrays = None if problems else _unlogged_arrays(tables.get("sessions"), patients, arm_index, sch, problems)
+        arrays = (
+            None if problems else _unlogged_arrays(tables.get("sessions"), patients, arm_index, sch, problems)
+        )
     days = cfg.experiment.days
     ema = _ema_array(tables.get("ema"), patients, days, problems)
     vday, vstep, vscore = _visit_arrays(tables.get("visits"), patients, cfg, problems)

@@ -96,9 +96,7 @@ def marginal_log_lik(
         m, total = carry
         up, down, c_up, c_down, n, pc, y, y_rec, v, flags = xs
         lp_visit, m = maybe(flags[0], observe_visit, m, v)
-        m = jax.lax.cond(
-            flags[1], lambda m: session_moments(m, n, pc, c_up, c_down, n_max), lambda m: m, m
-        )
+        m = jax.lax.cond(flags[1], lambda m: session_moments(m, n, pc, c_up, c_down, n_max), lambda m: m, m)
         m = bernoulli_event(m, mu_o, up, down)
         lp_ema, m = maybe(flags[2], lambda m: ema_moment_update(m, y, y_rec, phi), m)
         return (m, total + lp_visit + lp_ema), None

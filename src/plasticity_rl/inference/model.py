@@ -401,9 +401,7 @@ def expected_trajectories(spec: ModelSpec, p: dict, g_k, x: ModelInputs) -> Traj
     """The beliefs' expectation over the unrecorded outcomes (the marginal likelihood's curves)."""
     model = spec.belief_model
     a = x.arm_index
-    mom = belief_moments(
-        model, p, g_k[a], x.gate[a], spec.mu_o, x.n_corr, x.session_p[a], spec.n_max
-    )
+    mom = belief_moments(model, p, g_k[a], x.gate[a], spec.mu_o, x.n_corr, x.session_p[a], spec.n_max)
     r = model.rates(p, g_k[a].T, x.gate[a].T)  # time-major: parameters broadcast over steps
     alpha_neg = r["alpha_neg"].T if "alpha_neg" in r else None
     return Trajectory(alpha=r["alpha"].T, alpha_neg=alpha_neg, V=mom.mV, S=mom.mS)

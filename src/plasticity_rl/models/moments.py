@@ -48,9 +48,7 @@ class Moments(NamedTuple):
     @property
     def cov(self) -> jax.Array:
         """(..., 2, 2): Cov[(V, S)]."""
-        return jnp.stack(
-            [jnp.stack([self.PVV, self.PVS], -1), jnp.stack([self.PVS, self.PSS], -1)], axis=-2
-        )
+        return jnp.stack([jnp.stack([self.PVV, self.PVS], -1), jnp.stack([self.PVS, self.PSS], -1)], axis=-2)
 
 
 def _mapped(A: SessionMap, m: Moments):
@@ -97,9 +95,7 @@ def corrective_maps(model: BeliefModel, p: Params, r) -> tuple[SessionMap, Sessi
     shape, dtype = jnp.shape(r["alpha"]), jnp.result_type(r["alpha"])
     one = jnp.ones(shape, jnp.int32)
     maps = [
-        affine_map(
-            lambda s, c=c: model.session(s, jnp.full(shape + (1,), c, dtype), one, r, p), shape, dtype
-        )
+        affine_map(lambda s, c=c: model.session(s, jnp.full(shape + (1,), c, dtype), one, r, p), shape, dtype)
         for c in (1.0, 0.0)
     ]
     return maps[0], maps[1]
@@ -152,4 +148,3 @@ def belief_moments(model: BeliefModel, p: Params, g_k, gate, mu_o, n_corr, p_c, 
     start = Moments(*(jnp.broadcast_to(a, n_t.shape[1:]) for a in start))
     _, out = jax.lax.scan(step, start, xs)
     return Moments(*(jnp.moveaxis(a, 0, -1) for a in out))
-
