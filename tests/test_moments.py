@@ -91,3 +91,35 @@ def test_a_wrong_outcome_rate_is_caught(flagship_cfg):
     gap = np.abs(np.asarray(wrong.mean) - np.asarray(right.mean))[:, 0]
     sd = np.sqrt(np.asarray(right.cov)[:, 0, 0])
     assert np.max(gap - 5 * sd / np.sqrt(K)) > 0
+
+
+@pytest.mark.parametrize("variant", sorted(n for n, m in MODELS.items() if not m.asymmetric))
+def test_per_step_transforms_give_the_same_moments(variant, flagship_cfg):
+    """Where both outcomes share the update's matrix, each step is one Transform (the filter's
+    fast path, sessions looked up at their steps only): the same moments as event by event."""
+    from plasticity_rl.models.moments import Moments, initial_moments, step_transforms, transformed
+
+    model = get_model(variant)
+    p = _params(model, flagship_cfg)
+    g_k, gate, n_corr, p_c = _inputs()
+    want = belief_moments(model, p, g_k, gate, p["mu_o"], n_corr, p_c, N_MAX)
+    r = model.rates(p, g_k, gate)
+    steps = jnp.asarray(sorted(SESSIONS), jnp.int32)
+    per_step = step_transforms(model, p, r, p["mu_o"], n_corr, p_c, N_MAX, session_steps=steps)
+    m, got = initial_moments(model, p), []
+    for t in range(T):
+        m = transformed(jax.tree.map(lambda a, t=t: a[t], per_step), m)
+        got.append(m)
+    got = Moments(*(jnp.stack(a) for a in zip(*got)))
+    np.testing.assert_allclose(np.asarray(got.mean), np.asarray(want.mean), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got.cov), np.asarray(want.cov), rtol=1e-4, atol=1e-7)
+
+
+def test_asymmetric_variants_are_refused_by_the_per_step_transforms(flagship_cfg):
+    from plasticity_rl.models.moments import step_transforms
+
+    model = get_model("schema_asym")
+    p = _params(model, flagship_cfg)
+    g_k, gate, n_corr, p_c = _inputs()
+    with pytest.raises(ValueError, match="depend on the outcome"):
+        step_transforms(model, p, model.rates(p, g_k, gate), p["mu_o"], n_corr, p_c, N_MAX)

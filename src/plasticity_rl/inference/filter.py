@@ -25,11 +25,14 @@ import jax.numpy as jnp
 from plasticity_rl.models.base import BeliefModel, Params
 from plasticity_rl.models.moments import (
     Moments,
+    Transform,
     bernoulli_event,
     corrective_maps,
     everyday_maps,
     initial_moments,
     session_moments,
+    step_transforms,
+    transformed,
 )
 from plasticity_rl.observe import ema_moment_update, visit_moment_update
 
@@ -53,6 +56,7 @@ def marginal_log_lik(
     visit_sd,
     m_max,
     unroll: int = 1,
+    session_steps=None,
 ) -> jax.Array:
     """Each patient's log-likelihood (N,) of their ratings, with every outcome integrated out.
 
@@ -65,12 +69,16 @@ def marginal_log_lik(
     (0, 1)). ``visit`` and its companions (N, T + 1): a clinician score seeing V at the *start*
     of step j (j = T: after the last step), at most one per step, with its D(t), E(t) and noise
     SD (placeholders inside the score range where not recorded).
+
+    ``session_steps`` (K,): the only steps where ``n_corr`` may be non-zero, if known.
     """
     to_time = lambda a: jnp.moveaxis(jnp.asarray(a), -1, 0)  # noqa: E731
     r = model.rates(p, to_time(g_k), to_time(gate))  # (T, N): outcomes never change the rates
-    up, down = everyday_maps(model, p, r)
-    c_up, c_down = corrective_maps(model, p, r)
     n_t, pc_t = to_time(n_corr), to_time(p_c)
+    if model.asymmetric:  # the two outcomes move the beliefs by different matrices
+        moves = (*everyday_maps(model, p, r), *corrective_maps(model, p, r))
+    else:  # one Transform per step, its session included, all computed at once
+        moves = step_transforms(model, p, r, mu_o, n_t, pc_t, n_max, session_steps)
     ema_t, ema_rec = to_time(ema), to_time(ema_recorded)
     visit_t = tuple(to_time(a) for a in (visit, visit_recorded, visit_D, visit_E, visit_sd))
     session_at = jnp.any(n_t > 0, axis=1)  # (T,): cohort-wide, so each cond stays a branch
@@ -94,10 +102,14 @@ def marginal_log_lik(
     @jax.checkpoint
     def step(carry, xs):
         m, total = carry
-        up, down, c_up, c_down, n, pc, y, y_rec, v, flags = xs
+        moves, n, pc, y, y_rec, v, flags = xs
         lp_visit, m = maybe(flags[0], observe_visit, m, v)
-        m = jax.lax.cond(flags[1], lambda m: session_moments(m, n, pc, c_up, c_down, n_max), lambda m: m, m)
-        m = bernoulli_event(m, mu_o, up, down)
+        if isinstance(moves, Transform):
+            m = transformed(moves, m)
+        else:
+            up, down, c_up, c_down = moves
+            session = lambda m: session_moments(m, n, pc, c_up, c_down, n_max)  # noqa: E731
+            m = bernoulli_event(jax.lax.cond(flags[1], session, lambda m: m, m), mu_o, up, down)
         lp_ema, m = maybe(flags[2], lambda m: ema_moment_update(m, y, y_rec, phi), m)
         return (m, total + lp_visit + lp_ema), None
 
@@ -106,7 +118,7 @@ def marginal_log_lik(
     start = Moments(*(jnp.broadcast_to(a, n_t.shape[1:]) for a in start))
     flags = (visit_at[:T], session_at, ema_at)
     v_steps = tuple(a[:T] for a in visit_t)
-    xs = (up, down, c_up, c_down, n_t, pc_t, ema_t, ema_rec, v_steps, flags)
+    xs = (moves, n_t, pc_t, ema_t, ema_rec, v_steps, flags)
     (m, total), _ = jax.lax.scan(step, (start, jnp.zeros_like(start.mV)), xs, unroll=unroll)
     lp_last, _ = maybe(visit_at[T], observe_visit, m, tuple(a[T] for a in visit_t))
     return total + lp_last

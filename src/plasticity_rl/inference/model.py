@@ -422,7 +422,7 @@ def marginal_patient_log_lik(spec: ModelSpec, theta: dict, x: ModelInputs):
         model, p, g_k[a], x.gate[a], spec.mu_o, x.n_corr, x.session_p[a], spec.n_max,
         x.ema_by_step, x.ema_by_step_mask & spec.has_ema, phi,
         x.visit_by_step, x.visit_by_step_mask & spec.has_visits, x.visit_by_step_D, x.visit_by_step_E, sd,
-        spec.m_max,
+        spec.m_max, session_steps=x.session_steps,
     )  # fmt: skip
 
 

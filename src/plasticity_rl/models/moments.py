@@ -148,3 +148,116 @@ def belief_moments(model: BeliefModel, p: Params, g_k, gate, mu_o, n_corr, p_c, 
     start = Moments(*(jnp.broadcast_to(a, n_t.shape[1:]) for a in start))
     _, out = jax.lax.scan(step, start, xs)
     return Moments(*(jnp.moveaxis(a, 0, -1) for a in out))
+
+
+# ----------------------------------------------------------------------------- many steps at once
+#
+# Where the learning rate does not depend on the outcome (every variant that is not
+# ``asymmetric``), both outcomes move the beliefs by the same matrix A and differ only in the
+# offset: A_1 = A_0. Then an event maps the moments as m' = A m + c, P' = A P A^T + Q with
+# c = w b_1 + (1 - w) b_0 and Q = w (1 - w) (b_1 - b_0)(b_1 - b_0)^T, independent of m. Such maps
+# compose into one of the same form, so a stretch of steps with no rating in between (most of a
+# day) is one map, computed for every stretch at once instead of one step after another.
+
+
+class Transform(NamedTuple):
+    """(m, P) -> (Phi m + c, Phi P Phi^T + Q); Phi = [[VV, VS], [SV, SS]], Q symmetric."""
+
+    VV: jax.Array
+    VS: jax.Array
+    SV: jax.Array
+    SS: jax.Array
+    cV: jax.Array
+    cS: jax.Array
+    QVV: jax.Array
+    QVS: jax.Array
+    QSS: jax.Array
+
+
+def event_transform(w, up: SessionMap, down: SessionMap) -> Transform:
+    """One Bernoulli(w) event whose two outcomes share A (``up``'s), as a Transform."""
+    gV, gS = up.bV - down.bV, up.bS - down.bS
+    ww = w * (1.0 - w)
+    return Transform(
+        up.VV,
+        up.VS,
+        up.SV,
+        up.SS,
+        down.bV + w * gV,
+        down.bS + w * gS,
+        ww * gV * gV,
+        ww * gV * gS,
+        ww * gS * gS,
+    )
+
+
+def identity_transform(shape, dtype) -> Transform:
+    one, zero = jnp.ones(shape, dtype), jnp.zeros(shape, dtype)
+    return Transform(one, zero, zero, one, zero, zero, zero, zero, zero)
+
+
+def _sandwich(t: Transform, PVV, PVS, PSS):
+    """Phi P Phi^T, elementwise."""
+    cVV = t.VV * t.VV * PVV + 2.0 * t.VV * t.VS * PVS + t.VS * t.VS * PSS
+    cVS = t.VV * t.SV * PVV + (t.VV * t.SS + t.VS * t.SV) * PVS + t.VS * t.SS * PSS
+    cSS = t.SV * t.SV * PVV + 2.0 * t.SV * t.SS * PVS + t.SS * t.SS * PSS
+    return cVV, cVS, cSS
+
+
+def then(first: Transform, second: Transform) -> Transform:
+    """``first``, then ``second``, as one Transform."""
+    qVV, qVS, qSS = _sandwich(second, first.QVV, first.QVS, first.QSS)
+    return Transform(
+        second.VV * first.VV + second.VS * first.SV,
+        second.VV * first.VS + second.VS * first.SS,
+        second.SV * first.VV + second.SS * first.SV,
+        second.SV * first.VS + second.SS * first.SS,
+        second.VV * first.cV + second.VS * first.cS + second.cV,
+        second.SV * first.cV + second.SS * first.cS + second.cS,
+        qVV + second.QVV,
+        qVS + second.QVS,
+        qSS + second.QSS,
+    )
+
+
+def transformed(t: Transform, m: Moments) -> Moments:
+    """The moments after ``t``."""
+    PVV, PVS, PSS = _sandwich(t, m.PVV, m.PVS, m.PSS)
+    return Moments(
+        t.VV * m.mV + t.VS * m.mS + t.cV,
+        t.SV * m.mV + t.SS * m.mS + t.cS,
+        PVV + t.QVV,
+        PVS + t.QVS,
+        PSS + t.QSS,
+    )
+
+
+def step_transforms(
+    model: BeliefModel, p: Params, r, mu_o, n, p_c, n_max: int, session_steps=None
+) -> Transform:
+    """Every step's Transform at once (rates ``r``, counts ``n``, p_c all (T, ...)): its
+    session's ``n`` corrective experiences, then the everyday event. Only for variants that are
+    not ``asymmetric`` (A_1 = A_0). ``session_steps`` (K,): the only steps where ``n`` may be
+    non-zero (sessions are composed there alone: at every step they cost 3x the rest)."""
+    if model.asymmetric:
+        raise ValueError(
+            f"variant {model.name!r}: its rates depend on the outcome; use the step-by-step moments"
+        )
+    up, down = everyday_maps(model, p, r)
+    everyday = event_transform(mu_o, up, down)
+    if n_max == 0:
+        return everyday
+    take = (lambda a: a) if session_steps is None else (lambda a: jnp.asarray(a)[session_steps])  # noqa: E731
+    r_s = jax.tree.map(lambda a: take(jnp.broadcast_to(a, jnp.shape(n))), r)
+    p_s = {k: v if jnp.ndim(v) == 0 else take(jnp.broadcast_to(v, jnp.shape(n))) for k, v in p.items()}
+    n_s, pc_s = take(n), take(p_c)
+    c_up, c_down = corrective_maps(model, p_s, r_s)
+    corrective = event_transform(pc_s, c_up, c_down)
+    total = identity_transform(jnp.shape(n_s), jnp.result_type(up.VV))
+    for k in range(n_max):
+        after = then(total, corrective)
+        total = Transform(*(jnp.where(k < n_s, a, b) for a, b in zip(after, total)))
+    if session_steps is not None:  # the identity elsewhere
+        ident = identity_transform(jnp.shape(n), total.VV.dtype)
+        total = Transform(*(i.at[session_steps].set(a) for i, a in zip(ident, total)))
+    return then(total, everyday)
