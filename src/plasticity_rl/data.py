@@ -8,6 +8,8 @@ are logged for it and beliefs carry on unchanged. The two are kept apart by name
 
 from __future__ import annotations
 
+import io
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -277,18 +279,57 @@ def write_tables(tabs: dict[str, pd.DataFrame], folder: Path, formats=("parquet"
 
 
 def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
-    """Read the tables of a run folder (``data/``) or a folder of CSV/Parquet tables."""
+    """Read the tables of a run folder (``data/``) or a folder of CSV/Parquet tables.
+
+    Where a table is there as both Parquet and CSV, the newer file is read (a run folder holds
+    both, and a user edits the CSV). A file that cannot be read as what its name says (empty,
+    not Parquet, not UTF-8 text) is a :class:`~plasticity_rl.table_checks.DataError` naming it.
+    """
+    from plasticity_rl.table_checks import DataError
+
     folder = Path(folder)
     if (folder / "data").is_dir():
         folder = folder / "data"
-    out = {}
+    out, problems = {}, []
     for name in SCHEMA:
         pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
-        if pq.is_file():
-            out[name] = pd.read_parquet(pq)
-        elif csv.is_file():
-            out[name] = pd.read_csv(csv)
+        found = [f for f in (pq, csv) if f.is_file()]
+        if not found:
+            continue
+        path = max(found, key=lambda f: f.stat().st_mtime_ns)
+        try:
+            out[name] = _read_table(path)
+        except ValueError as exc:
+            problems.append(f"{path.name}: {exc}")
+    if problems:
+        raise DataError(problems)
     return out
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """One table file; ValueError with what is wrong with it."""
+    if path.stat().st_size == 0:
+        raise ValueError("the file is empty (0 bytes); write the table's header and rows, or remove it")
+    if path.suffix == ".parquet":
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises its own error types
+            raise ValueError(
+                f"not a readable Parquet file ({type(exc).__name__}); if it is text, name it .csv"
+            ) from None
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # spreadsheets often write a byte-order mark
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text (byte {exc.start}); save it as CSV UTF-8 from the spreadsheet"
+        ) from None
+    header = text.splitlines()[0] if text.strip() else ""
+    sep = max((",", ";", "\t"), key=header.count)  # a European spreadsheet writes ';'
+    try:
+        return pd.read_csv(io.StringIO(text), sep=sep, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"not a readable CSV file: {exc}") from None
 
 
 def _cell(text: str) -> str:
