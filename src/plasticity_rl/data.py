@@ -9,7 +9,6 @@ are logged for it and beliefs carry on unchanged. The two are kept apart by name
 from __future__ import annotations
 
 import io
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
