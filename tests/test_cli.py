@@ -250,7 +250,17 @@ def test_fit_of_what_a_trial_records_integrates_the_outcomes_out(tiny_sim, tmp_p
     assert res.exit_code == 0, res.output
     idata = az.from_netcdf(str(folder / "posterior.nc"))
     assert idata.posterior.attrs["likelihood"] == "marginal"
-    assert json.loads((folder / "diagnostics.json").read_text())["likelihood"] == "marginal"
+    diagnostics = json.loads((folder / "diagnostics.json").read_text())
+    assert diagnostics["likelihood"] == "marginal"
+    used = diagnostics["data_used"]  # what the fit used, recorded with it
+    patients = pd.read_csv(trial / "data" / "patients.csv")
+    ema = pd.read_csv(trial / "data" / "ema.csv")
+    assert used["patients"] == len(patients) and not used["outcomes_logged"]
+    assert used["ema_ratings"] == {
+        "used": int(ema["rating"].notna().sum()),
+        "missing": int(ema["rating"].isna().sum()),
+    }
+    assert used["ema_ratings"]["missing"] > 0  # the tiny study's missing_rate is 0.1
     assert np.isfinite(idata.log_likelihood["obs"].values).all()
 
 

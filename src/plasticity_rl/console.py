@@ -71,7 +71,10 @@ def failed_fits_note(table, fit_column: str) -> str | None:
 
 
 def report_fit(outcome, rep: Reporter) -> None:
-    """Say loudly when a fit fails its diagnostics (also in diagnostics.json and figure titles)."""
+    """What the fit used, and loudly when it fails its diagnostics (also in diagnostics.json
+    and figure titles)."""
+    if not rep.quiet and outcome.data_used:
+        err.print(f"  {used_text(outcome.data_used, outcome.likelihood)}")
     if outcome.passed:
         if not rep.quiet:
             err.print(f"  [green]diagnostics passed[/green] ({outcome.folder.name})")
@@ -79,6 +82,17 @@ def report_fit(outcome, rep: Reporter) -> None:
     err.print(f"  [red]FIT FAILED DIAGNOSTICS[/red] ({outcome.folder.name}):")
     for f in outcome.failures:
         err.print(f"    - {f}")
+
+
+def used_text(used: dict, likelihood: str) -> str:
+    """One line: what a fit used (:meth:`plasticity_rl.inference.FitData.usage`)."""
+    ema, visits, sessions = used["ema_ratings"], used["visits"], used["sessions"]
+    how = "outcomes integrated out" if likelihood == "marginal" else "conditional on the logged outcomes"
+    return (
+        f"used {used['patients']} patients, {ema['used']:,} EMA ratings ({ema['missing']:,} missing), "
+        f"{visits['used']:,} visits ({visits['missing']:,} missing), {sessions['attended']:,} sessions "
+        f"attended ({sessions['missed']:,} missed); likelihood: {likelihood} ({how})"
+    )
 
 
 def report_loo(folder: Path, table, rep: Reporter) -> None:

@@ -38,6 +38,8 @@ class FitOutcome:
     passed: bool
     failures: list[str]
     seconds: float
+    likelihood: str = "conditional"
+    data_used: dict | None = None  # FitData.usage(): patients, ratings used and missing, sessions
 
 
 def load_data_folder(data: Path, config: Path | None = None):
@@ -209,6 +211,7 @@ def write_fit_folder(
         "passed": bool(diag.passed),
         "fixed": json.loads(idata.posterior.attrs.get("fixed", "{}")),
         "likelihood": idata.posterior.attrs.get("likelihood", "conditional"),
+        "data_used": json.loads(idata.posterior.attrs.get("data_used", "{}")),
         "failures": diag.failures,
         "notes": diag.notes,
         "divergences": diag.divergences,
@@ -231,7 +234,13 @@ def write_fit_folder(
     (out / "figures").mkdir(exist_ok=True)  # not parents=True: see the docstring
     draw_fit_figures(cfg, curves, contrasts, window, out / "figures", flag_text(diag.failures))
     return FitOutcome(
-        out, variant, bool(diag.passed), diag.failures, seconds_before + time.perf_counter() - t0
+        out,
+        variant,
+        bool(diag.passed),
+        diag.failures,
+        seconds_before + time.perf_counter() - t0,
+        diag_json["likelihood"],
+        diag_json["data_used"],
     )
 
 

@@ -423,6 +423,7 @@ def fit(
         "window_saturation": w.saturation,
         "fixed": json.dumps(spec.fixed_values, sort_keys=True),
         "likelihood": spec.likelihood,
+        "data_used": json.dumps(fd.usage(), sort_keys=True),
     }
     t0 = time.perf_counter()
     if method == "nuts":

@@ -185,6 +185,27 @@ class FitData:
             out[name] = grid
         return {k: jnp.asarray(v, jnp.float32 if v.dtype.kind == "f" else v.dtype) for k, v in out.items()}
 
+    def usage(self) -> dict:
+        """What a fit of these data uses: patients, ratings recorded and missing, sessions."""
+        visit_slots = np.isfinite(self.visit_day)
+        scheduled = self.arm.session_n[self.arm_index] > 0
+        return {
+            "patients": self.n_patients,
+            "ema_ratings": {
+                "used": int(np.isfinite(self.ema).sum()),
+                "missing": int((~np.isfinite(self.ema)).sum()),
+            },
+            "visits": {
+                "used": int(np.isfinite(self.visit_score).sum()),
+                "missing": int((visit_slots & ~np.isfinite(self.visit_score)).sum()),
+            },
+            "sessions": {
+                "attended": int((scheduled & (self.n_corr > 0)).sum()),
+                "missed": int((scheduled & (self.n_corr == 0)).sum()),
+            },
+            "outcomes_logged": bool(self.has_outcomes),
+        }
+
     def shared_visit_steps(self) -> list[tuple[str, float, float]]:
         """Recorded visits of one patient that fall on one step: (patient, day, day), at most 5.
 
