@@ -240,21 +240,40 @@ def _without_outcomes(run: Path, root: Path) -> Path:
     return copy
 
 
+def _as_a_spreadsheet_writes_it(data: Path) -> None:
+    """Each table as one CSV the way a spreadsheet saves it: text IDs ("P01"), the trial's own
+    column names (subject_id, madrs), a byte-order mark and CRLF line ends."""
+    for path in sorted(data.glob("*.parquet")):
+        path.unlink()
+    for path in sorted(data.glob("*.csv")):
+        df = pd.read_csv(path)
+        if "patient" in df:  # not arms.csv
+            df["patient"] = [f"P{int(p) + 1:02d}" for p in df["patient"]]
+        df = df.rename(columns={"patient": "subject_id", "score": "MADRS "})
+        path.write_bytes(b"\xef\xbb\xbf" + df.to_csv(index=False, lineterminator="\r\n").encode())
+
+
 def test_fit_of_what_a_trial_records_integrates_the_outcomes_out(tiny_sim, tmp_path):
-    """Only ratings, visits, patients and sessions left: the fit is marginal and says so."""
+    """Only ratings, visits, patients and sessions left, as a spreadsheet writes them, in the
+    trial's own column names: the fit is marginal and says so."""
     import arviz as az
 
     trial = _without_outcomes(tiny_sim, tmp_path)
+    _as_a_spreadsheet_writes_it(trial / "data")
     folder = tmp_path / "fit"
-    res = runner.invoke(app, ["fit", str(trial), "--method", "svi", "-o", str(folder), "--quiet"])
+    columns = "subject_id=patient,madrs=score"
+    res = runner.invoke(
+        app, ["fit", str(trial), "--method", "svi", "--columns", columns, "-o", str(folder), "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     idata = az.from_netcdf(str(folder / "posterior.nc"))
     assert idata.posterior.attrs["likelihood"] == "marginal"
     diagnostics = json.loads((folder / "diagnostics.json").read_text())
     assert diagnostics["likelihood"] == "marginal"
     used = diagnostics["data_used"]  # what the fit used, recorded with it
-    patients = pd.read_csv(trial / "data" / "patients.csv")
-    ema = pd.read_csv(trial / "data" / "ema.csv")
+    patients = pd.read_csv(trial / "data" / "patients.csv", encoding="utf-8-sig")
+    ema = pd.read_csv(trial / "data" / "ema.csv", encoding="utf-8-sig")
+    assert list(idata.posterior["patient"].values) == sorted(patients["subject_id"])  # "P01", ...
     assert used["patients"] == len(patients) and not used["outcomes_logged"]
     assert used["ema_ratings"] == {
         "used": int(ema["rating"].notna().sum()),
@@ -262,6 +281,16 @@ def test_fit_of_what_a_trial_records_integrates_the_outcomes_out(tiny_sim, tmp_p
     }
     assert used["ema_ratings"]["missing"] > 0  # the tiny study's missing_rate is 0.1
     assert np.isfinite(idata.log_likelihood["obs"].values).all()
+
+
+def test_a_column_mapping_that_matches_nothing_is_refused(tiny_sim, tmp_path):
+    res = runner.invoke(
+        app, ["fit", str(tiny_sim), "--columns", "subjekt=patient", "-o", str(tmp_path / "f")]
+    )
+    assert res.exit_code == 2 and "subjekt" in res.output and "found in no table" in res.output
+    res = runner.invoke(app, ["fit", str(tiny_sim), "--columns", "subject_id", "-o", str(tmp_path / "f")])
+    assert res.exit_code == 2 and "OLD=NEW" in res.output
+    assert not (tmp_path / "f").exists()
 
 
 def test_a_conditional_fit_without_logged_outcomes_is_refused(tiny_sim, tmp_path):

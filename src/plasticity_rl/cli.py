@@ -323,6 +323,13 @@ def fit_cmd(
             help="Hold the plasticity kernel's time constants at the config's values instead of fitting them.",
         ),
     ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            help="Your tables' column names for the package's: OLD=NEW,... (e.g. subject_id=patient,madrs=score).",
+        ),
+    ] = None,
     likelihood: Annotated[
         str | None,
         typer.Option(
@@ -359,7 +366,7 @@ def fit_cmd(
     try:
         if method not in ("nuts", "svi"):
             raise ConfigError([f"--method: got {method!r}; allowed: nuts, svi"])
-        tabs, cfg = load_data_folder(data, config)
+        tabs, cfg = load_data_folder(data, config, _parse_columns(columns))
         variant = variant or cfg.model.variant
         try:
             get_model(variant)
@@ -393,6 +400,19 @@ def fit_cmd(
     rep.done(f"[bold]fit folder:[/bold] {target}")
     if strict and not outcome.passed:
         raise typer.Exit(EXIT_FIT_FAILED)
+
+
+def _parse_columns(text: str | None) -> dict[str, str]:
+    """``--columns OLD=NEW,...`` as a mapping; a clear error for anything else."""
+    mapping = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ConfigError([f"--columns: got {item.strip()!r}; allowed: OLD=NEW pairs, comma-separated"])
+        mapping[old.strip()] = new.strip()
+    return mapping
 
 
 def _parse_fix(items: list[str], variant: str, cfg) -> dict[str, float]:

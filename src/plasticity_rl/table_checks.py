@@ -50,6 +50,27 @@ def _normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df.rename(columns={c: str(c).strip().lower() for c in df.columns})
 
 
+def renamed_columns(tables: dict[str, pd.DataFrame], mapping: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """``tables`` with their own column names mapped to the package's (``{"subject_id": "patient"}``).
+
+    Names match forgivingly (case, surrounding spaces); a name found in no table is an error.
+    """
+    want = {str(k).strip().lower(): str(v).strip().lower() for k, v in mapping.items()}
+    out, used = {}, set()
+    for name, df in tables.items():
+        df = _normalise_columns(df)
+        hits = {c: want[c] for c in df.columns if c in want}
+        used |= set(hits)
+        out[name] = df.rename(columns=hits)
+    unused = sorted(set(want) - used)
+    if unused:
+        raise DataError(
+            [f"columns: {unused} found in no table (the tables' columns: "
+             f"{sorted({c for df in out.values() for c in df.columns})})"]
+        )  # fmt: skip
+    return out
+
+
 def _check_columns(name: str, df: pd.DataFrame, problems: list[str]) -> bool:
     missing = [c for c in _REQUIRED[name] if c not in df.columns]
     if missing:
@@ -70,6 +91,25 @@ def _as_int(name: str, df: pd.DataFrame, col: str, problems: list[str]) -> np.nd
         _listed(problems, f"{name} table: column {col!r} must hold whole numbers", rows)
         return None
     return vals.astype(np.int64)
+
+
+def _patient_ids(name: str, df: pd.DataFrame, problems: list[str]) -> np.ndarray | None:
+    """The ``patient`` column: whole numbers (as numbers) or any other labels (as text, e.g. "P01").
+
+    Surrounding spaces do not matter; an empty cell is listed with its row.
+    """
+    raw = df["patient"]
+    text = raw.astype(str).str.strip()
+    empty = raw.isna().to_numpy() | (text == "").to_numpy()
+    if empty.any():
+        _listed(
+            problems, f"{name} table: column 'patient' is empty", [f"row {i}" for i in np.flatnonzero(empty)]
+        )
+        return None
+    vals = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+    if np.isfinite(vals).all() and (vals == np.round(vals)).all():
+        return vals.astype(np.int64)
+    return text.to_numpy().astype(str)
 
 
 def _as_float(name: str, df: pd.DataFrame, col: str, problems: list[str]) -> np.ndarray | None:
@@ -190,7 +230,7 @@ def _ema_array(ema, patients, days, problems):
     ema = _normalise_columns(ema)
     if not _check_columns("ema", ema, problems):
         return out
-    pid = _as_int("ema", ema, "patient", problems)
+    pid = _patient_ids("ema", ema, problems)
     day = _as_int("ema", ema, "day", problems)
     rating = _as_float("ema", ema, "rating", problems)
     if pid is None or day is None or rating is None:
@@ -244,7 +284,7 @@ def _visit_arrays(visits, patients, cfg: Config, problems):
     visits = _normalise_columns(visits)
     if not _check_columns("visits", visits, problems):
         return empty
-    pid = _as_int("visits", visits, "patient", problems)
+    pid = _patient_ids("visits", visits, problems)
     day = _as_float("visits", visits, "day", problems)
     score = _as_float("visits", visits, "score", problems)
     if pid is None or day is None or score is None:
@@ -327,7 +367,7 @@ def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedu
         events = _normalise_columns(tables["events"])
         if not _check_columns("events", events, problems):
             raise DataError(problems)
-        pid = _as_int("events", events, "patient", problems)
+        pid = _patient_ids("events", events, problems)
         step = _as_int("events", events, "step", problems)
         if problems:
             raise DataError(problems)
@@ -365,7 +405,7 @@ def _patients_without_events(tables, sch: Schedules, problems):
     frame = _normalise_columns(tables["patients"])
     if not _check_columns("patients", frame, problems):
         raise DataError(problems)
-    pid = _as_int("patients", frame, "patient", problems)
+    pid = _patient_ids("patients", frame, problems)
     if problems:
         raise DataError(problems)
     patients, arm_index = _patient_index(frame, pid, sch.arm_names, problems, table="patients")
@@ -386,7 +426,7 @@ def _unlogged_arrays(sessions, patients, arm_index, sch: Schedules, problems):
         frame = _normalise_columns(sessions)
         if not _check_columns("sessions", frame, problems):
             return None
-        pid = _as_int("sessions", frame, "patient", problems)
+        pid = _patient_ids("sessions", frame, problems)
         step = _as_int("sessions", frame, "step", problems)
         if pid is None or step is None:
             return None

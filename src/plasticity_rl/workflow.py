@@ -42,8 +42,11 @@ class FitOutcome:
     data_used: dict | None = None  # FitData.usage(): patients, ratings used and missing, sessions
 
 
-def load_data_folder(data: Path, config: Path | None = None):
-    """Tables and config of a run folder (or a folder of CSV/Parquet tables plus --config)."""
+def load_data_folder(data: Path, config: Path | None = None, columns: dict[str, str] | None = None):
+    """Tables and config of a run folder (or a folder of CSV/Parquet tables plus --config).
+
+    ``columns``: the tables' own column names mapped to the package's (``{"subject_id": "patient"}``).
+    """
     from plasticity_rl.config import ConfigError
     from plasticity_rl.data import read_tables
 
@@ -56,6 +59,10 @@ def load_data_folder(data: Path, config: Path | None = None):
     tabs = read_tables(data)
     if not tabs:
         raise FileNotFoundError(f"{data} holds no tables (events.csv, ema.csv, ... or data/ of a run folder)")
+    if columns:
+        from plasticity_rl.table_checks import renamed_columns
+
+        tabs = renamed_columns(tabs, columns)
     return tabs, load_config(cfg_path)
 
 
