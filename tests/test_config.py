@@ -201,3 +201,29 @@ def test_missing_files_and_bundled_names_are_config_errors(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="no bundled config named 'nope'"):
         bundled_config_path("nope")
+
+
+def test_the_synergy_2x2_and_contrast_days_come_from_the_design(edit):
+    """Roles from the arms' ingredients (an active dose; therapy and when), not from arm names."""
+    from plasticity_rl.analysis import default_contrast_days, synergy_roles
+
+    flagship = load_config(bundled_config_path("flagship"))
+    roles, why = synergy_roles(flagship)
+    assert why == "" and roles == {
+        "placebo": "placebo",
+        "ketamine": "ketamine",
+        "therapy": "cbt_alone",
+        "combination": "ketamine_cbt_window",  # CBT from day 8, not the delayed block from day 22
+    }
+    # the same design under other names gives the same 2 x 2
+    raw = flagship.model_dump(mode="json")
+    names = {"placebo": "saline", "ketamine": "k", "cbt_alone": "cbt", "ketamine_cbt_window": "k+cbt"}
+    for arm in raw["arms"]:
+        arm["name"] = names.get(arm["name"], arm["name"])
+    renamed, _ = synergy_roles(config_from_dict(raw))
+    assert renamed == {role: names[arm] for role, arm in roles.items()}
+    # the end of the in-window block (day 11 + 14 h), of the last block (day 25 + 14 h), the last day
+    assert default_contrast_days(flagship) == [12, 26, 56]
+    # a design without the 2 x 2 says why
+    roles, why = synergy_roles(load_config(bundled_config_path("six_infusions")))
+    assert roles is None and "no arm gives therapy with an active dose" in why

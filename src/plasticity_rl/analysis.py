@@ -52,15 +52,64 @@ def _summary_row(x: np.ndarray) -> dict:
 
 
 def default_contrast_days(cfg: Config) -> list[int]:
-    """End of the first therapy block given with ketamine, day 28, and the last day."""
+    """From the design itself: the end of the first therapy block given with an active dose,
+    the end of the last therapy block of any arm, and the last day."""
     days = cfg.experiment.days
-    ends = [
-        max(t for s in arm.sessions for t in s.times_days())
+    ends = {
+        arm.name: max(t for s in arm.sessions for t in s.times_days())
         for arm in cfg.all_arms()
-        if arm.sessions and any(d.amount > 0 for d in arm.doses)
-    ]
-    picks = ([int(np.ceil(min(ends)))] if ends else []) + [28, days]
-    return sorted({d for d in picks if 0 <= d <= days})
+        if arm.sessions
+    }
+    with_drug = [ends[a.name] for a in cfg.all_arms() if a.name in ends and _is_active(a)]
+    picks = ([int(np.ceil(min(with_drug)))] if with_drug else []) + (
+        [int(np.ceil(max(ends.values())))] if ends else []
+    )
+    return sorted({d for d in picks + [days] if 0 <= d <= days})
+
+
+def _is_active(arm) -> bool:
+    return any(d.amount > 0 for d in arm.doses)
+
+
+def _session_times(arm) -> list[float]:
+    return sorted(t for s in arm.sessions for t in s.times_days())
+
+
+def synergy_roles(cfg: Config) -> tuple[dict[str, str] | None, str]:
+    """The 2 x 2 of drug x therapy in the window, read from the arms' ingredients.
+
+    placebo: no active dose, no therapy; ketamine: an active dose, no therapy; combination: an
+    active dose and the therapy that starts soonest after it; therapy: no active dose and the
+    combination's session times. Returns (roles, "") or (None, why the design has no 2 x 2).
+    """
+    arms = list(cfg.all_arms())
+    with_drug = [a for a in arms if _is_active(a) and a.sessions]
+    if not with_drug:
+        return None, "no arm gives therapy with an active dose"
+
+    def delay(a):
+        first_dose = min(t for d in a.doses if d.amount > 0 for t in [d.day + d.hour / 24.0])
+        return _session_times(a)[0] - first_dose
+
+    # the soonest therapy after the dose (a therapy before it is not in its window)
+    combination = min(with_drug, key=lambda a: (delay(a) < 0, abs(delay(a))))
+    candidates = {
+        "placebo": [a for a in arms if not _is_active(a) and not a.sessions],
+        "ketamine": [a for a in arms if _is_active(a) and not a.sessions],
+        "therapy": [
+            a for a in arms if not _is_active(a) and _session_times(a) == _session_times(combination)
+        ],
+    }
+    roles, problems = {"combination": combination.name}, []
+    for role, found in candidates.items():
+        if len(found) != 1:
+            what = "none" if not found else ", ".join(a.name for a in found)
+            problems.append(f"{role} arm: {what}")
+        else:
+            roles[role] = found[0].name
+    if problems:
+        return None, f"no unique 2 x 2 around {combination.name!r} (" + "; ".join(problems) + ")"
+    return roles, ""
 
 
 def arm_curves(idata: az.InferenceData) -> pd.DataFrame:
@@ -107,19 +156,9 @@ def belief_contrasts(
     return pd.DataFrame(rows)
 
 
-# Flagship roles: the 2 x 2 factorial of infusion x in-window CBT.
-SYNERGY_ROLES = {
-    "placebo": "placebo",
-    "ketamine": "ketamine",
-    "therapy": "cbt_alone",
-    "combination": "ketamine_cbt_window",
-}
-
-
-def synergy(idata: az.InferenceData, day: float, roles: dict[str, str] | None = None) -> pd.DataFrame:
-    """Ketamine x in-window therapy interaction at ``day``:
+def synergy(idata: az.InferenceData, day: float, roles: dict[str, str]) -> pd.DataFrame:
+    """Drug x in-window therapy interaction at ``day`` (``roles``: :func:`synergy_roles`):
     (combination - ketamine) - (therapy - placebo), for V and S. Empty if an arm is missing."""
-    roles = roles or SYNERGY_ROLES
     pp = idata.posterior_predictive
     arms = [str(a) for a in pp["arm"].values]
     if not all(r in arms for r in roles.values()):

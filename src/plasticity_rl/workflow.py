@@ -24,6 +24,7 @@ from plasticity_rl.analysis import (
     belief_contrasts,
     default_contrast_days,
     synergy,
+    synergy_roles,
     window_curve,
     window_parameters,
 )
@@ -233,7 +234,8 @@ def write_fit_folder(
     curves.to_csv(out / "arm_curves.csv", index=False)
     contrasts = belief_contrasts(idata, default_contrast_days(cfg))
     contrasts.to_csv(out / "contrasts.csv", index=False)
-    syn = synergy(idata, cfg.experiment.days)
+    roles, why = synergy_roles(cfg)
+    syn = synergy(idata, cfg.experiment.days, roles) if roles else pd.DataFrame({"skipped": [why]})
     syn.to_csv(out / "synergy.csv", index=False)
     window = window_curve(idata, cfg.experiment.steps_per_day)
     window.to_csv(out / "window.csv", index=False)
