@@ -240,6 +240,7 @@ def everyday_p1_s5(df):
             ["score out of range", "patient 4"],
         ),
         ("visits", lambda df: df.drop(columns=["day"]), ["visits", "missing column", "day"]),
+        ("visits", lambda df: pd.concat([df, df.iloc[[3]]]), ["more than one visit per patient and day"]),
     ],
 )
 def test_broken_tables_are_rejected_with_the_problem_named(tables, cfg, table, change, words):

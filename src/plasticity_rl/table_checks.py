@@ -332,6 +332,14 @@ def _visit_arrays(visits, patients, cfg: Config, problems):
         )
     row_of = {p: i for i, p in enumerate(patients)}
     i = np.array([row_of[p] for p in pid], np.int64)
+    twice = pd.DataFrame({"i": i, "d": day}).duplicated().to_numpy()  # would be counted twice
+    _listed(
+        problems,
+        "visits table: more than one visit per patient and day (merge or drop the repeated rows)",
+        [f"patient {pid[r]} day {day[r]:g}" for r in np.flatnonzero(twice)],
+    )
+    if problems:
+        return empty
     order = np.lexsort((day, i))
     i, day, step, score = i[order], day[order], step[order], score[order]
     slot = pd.Series(i).groupby(i).cumcount().to_numpy()
