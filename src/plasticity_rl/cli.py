@@ -5,6 +5,7 @@ Exit codes (0 ok, 1 internal error, 2 bad input, 3 a failed fit under --strict):
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -395,7 +396,7 @@ def fit_cmd(
                 )
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
-    outcome = outcome.__class__(target, outcome.variant, outcome.passed, outcome.failures, outcome.seconds)
+    outcome = dataclasses.replace(outcome, folder=target)  # the folder's final name
     report_fit(outcome, rep)
     rep.done(f"[bold]fit folder:[/bold] {target}")
     if strict and not outcome.passed:
