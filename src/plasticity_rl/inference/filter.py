@@ -12,9 +12,12 @@ rating's density is the one matched to its predictive mean and variance. It is e
 beliefs are certain (P = 0); ``tests/test_filter.py`` measures its error against a brute-force
 Monte Carlo estimate of the same likelihood.
 
-Sessions, visits and ratings fall on few steps (8, 9 and 56 of the flagship's 448), so each is
-applied under ``lax.cond`` on a cohort-wide flag of the steps where any patient has one: the
-other steps run the everyday event alone.
+Visits and ratings fall on few steps (11 and 56 of the flagship's 448), so each is applied
+under ``lax.cond`` on a cohort-wide flag of the steps where any patient has one. For variants
+whose two outcomes move the beliefs by the same matrix (all but the asymmetric ones) each step's
+events, its session included, are one :class:`~plasticity_rl.models.moments.Transform`,
+computed for every step before the loop; the asymmetric ones apply their events one by one,
+their sessions under a ``cond`` too. Measured in benchmarks/README.md.
 """
 
 from __future__ import annotations
