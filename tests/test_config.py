@@ -227,3 +227,31 @@ def test_the_synergy_2x2_and_contrast_days_come_from_the_design(edit):
     # a design without the 2 x 2 says why
     roles, why = synergy_roles(load_config(bundled_config_path("six_infusions")))
     assert roles is None and "no arm gives therapy with an active dose" in why
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\xff\xfe\x00\x01binary", ["not UTF-8 text", "byte 0"]),
+        (b"experiment:\n  name: caf\xe9\n", ["not UTF-8 text", "save the config as UTF-8"]),
+        (b"a: \x00\x00\n", ["NUL bytes"]),
+        (("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), ["nested too deeply"]),
+    ],
+)
+def test_configs_that_are_not_yaml_text_get_exit_2_and_a_message(tmp_path, content, words):
+    from typer.testing import CliRunner
+
+    from plasticity_rl.cli import app
+
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2, res.output
+    for word in words:
+        assert word in res.output, res.output
+
+
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + bundled_config_path("single_infusion").read_bytes())
+    assert load_config(path).experiment.name == "single_infusion"

@@ -450,10 +450,22 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError([f"no such config file: {path}"], None)
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); save the config as UTF-8"],
+            str(path),
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(["not a text file (it holds NUL bytes); a config is YAML text"], str(path))
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+    except RecursionError:
+        raise ConfigError(["not valid YAML: nested too deeply to read"], str(path)) from None
     return config_from_dict(data, str(path))
 
 
