@@ -251,6 +251,16 @@ def test_broken_tables_are_rejected_with_the_problem_named(tables, cfg, table, c
         assert word in message, message
 
 
+def test_a_header_only_ema_table_fits_from_the_visits_and_says_so(tables, cfg):
+    header_only = _broken(tables, "ema", lambda df: df.iloc[:0])
+    fd = from_tables(header_only, cfg)
+    assert not fd.has_ema and fd.has_visits
+    assert fd.usage()["notes"] == [
+        "the ema table holds no recorded rating: the fit uses the other ratings only"
+    ]
+    assert from_tables(tables, cfg).usage()["notes"] == []
+
+
 def test_missing_ratings_are_allowed(tables, cfg):
     def drop_early(df):
         early = df["day"] < 3

@@ -75,6 +75,8 @@ def report_fit(outcome, rep: Reporter) -> None:
     and figure titles)."""
     if not rep.quiet and outcome.data_used:
         err.print(f"  {used_text(outcome.data_used, outcome.likelihood)}")
+        for note in outcome.data_used.get("notes", []):
+            err.print(f"  [yellow]note:[/yellow] {note}")
     if outcome.passed:
         if not rep.quiet:
             err.print(f"  [green]diagnostics passed[/green] ({outcome.folder.name})")

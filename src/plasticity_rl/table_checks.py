@@ -364,6 +364,7 @@ class TableArrays(NamedTuple):
     visit_step: np.ndarray  # (N, K)
     visit_score: np.ndarray  # (N, K) scores, NaN where not recorded
     outcomes_logged: bool = True  # False: no events table (everyday and corrective are zeros)
+    notes: tuple[str, ...] = ()  # what the fit should say about these tables (not errors)
 
 
 def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedules) -> TableArrays:
@@ -396,8 +397,13 @@ def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedu
     if not (np.isfinite(ema).any() or np.isfinite(vscore).any()):
         raise DataError(["every rating is missing: there is nothing to fit"])
     everyday, corrective, n_corr = arrays
+    notes = tuple(
+        f"the {name} table holds no recorded {what}: the fit uses the other ratings only"
+        for name, what, values in (("ema", "rating", ema), ("visits", "score", vscore))
+        if name in tables and not np.isfinite(values).any()
+    )
     return TableArrays(
-        patients, arm_index, everyday, corrective, n_corr, ema, vday, vstep, vscore, "events" in tables
+        patients, arm_index, everyday, corrective, n_corr, ema, vday, vstep, vscore, "events" in tables, notes
     )
 
 

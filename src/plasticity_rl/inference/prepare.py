@@ -100,6 +100,7 @@ class FitData:
     m_max: float
     fixed: dict[str, float] = field(default_factory=dict)  # mu_o, V0_offset: known constants
     has_outcomes: bool = True  # everyday and corrective outcomes logged (else they are zeros)
+    notes: tuple[str, ...] = ()  # what the fit says about the tables (e.g. an empty ema table)
 
     @property
     def n_patients(self) -> int:
@@ -204,6 +205,7 @@ class FitData:
                 "missed": int((scheduled & (self.n_corr == 0)).sum()),
             },
             "outcomes_logged": bool(self.has_outcomes),
+            "notes": list(self.notes),
         }
 
     def shared_visit_steps(self) -> list[tuple[str, float, float]]:
@@ -311,6 +313,7 @@ def from_tables(tables: dict[str, pd.DataFrame], cfg: Config, variant: str | Non
         m_max=float(cfg.observations.visits.m_max),
         fixed=_fixed_values(cfg),
         has_outcomes=a.outcomes_logged,
+        notes=a.notes,
     )
 
 
