@@ -58,7 +58,6 @@ def marginal_log_lik(
     visit_E,
     visit_sd,
     m_max,
-    unroll: int = 1,
     session_steps=None,
 ) -> jax.Array:
     """Each patient's log-likelihood (N,) of their ratings, with every outcome integrated out.
@@ -122,9 +121,6 @@ def marginal_log_lik(
     flags = (visit_at[:T], session_at, ema_at)
     v_steps = tuple(a[:T] for a in visit_t)
     xs = (moves, n_t, pc_t, ema_t, ema_rec, v_steps, flags)
-    (m, total), _ = jax.lax.scan(step, (start, jnp.zeros_like(start.mV)), xs, unroll=unroll)
+    (m, total), _ = jax.lax.scan(step, (start, jnp.zeros_like(start.mV)), xs)
     lp_last, _ = maybe(visit_at[T], observe_visit, m, tuple(a[T] for a in visit_t))
     return total + lp_last
-
-
-__all__ = ["marginal_log_lik", "Moments"]

@@ -62,9 +62,7 @@ class ModelInputs(NamedTuple):
     session_p: jnp.ndarray | None = None  # (arms, T) chance each corrective experience goes well
     ema_by_step: jnp.ndarray | None = None  # (N, T) the rating of V after step j, 0.5 where none
     ema_by_step_mask: jnp.ndarray | None = None  # (N, T) bool
-    visit_by_step: jnp.ndarray | None = (
-        None  # (N, T + 1) the score of V at the start of step j, 30 where none
-    )
+    visit_by_step: jnp.ndarray | None = None  # (N, T + 1) score of V at step j's start, 30: none
     visit_by_step_mask: jnp.ndarray | None = None  # (N, T + 1) bool
     visit_by_step_D: jnp.ndarray | None = None  # (N, T + 1)
     visit_by_step_E: jnp.ndarray | None = None  # (N, T + 1)

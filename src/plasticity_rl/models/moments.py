@@ -55,10 +55,7 @@ def _mapped(A: SessionMap, m: Moments):
     """(A m + b, A P A^T) for one affine map, elementwise."""
     yV = A.VV * m.mV + A.VS * m.mS + A.bV
     yS = A.SV * m.mV + A.SS * m.mS + A.bS
-    cVV = A.VV * A.VV * m.PVV + 2.0 * A.VV * A.VS * m.PVS + A.VS * A.VS * m.PSS
-    cVS = A.VV * A.SV * m.PVV + (A.VV * A.SS + A.VS * A.SV) * m.PVS + A.VS * A.SS * m.PSS
-    cSS = A.SV * A.SV * m.PVV + 2.0 * A.SV * A.SS * m.PVS + A.SS * A.SS * m.PSS
-    return (yV, yS), (cVV, cVS, cSS)
+    return (yV, yS), _sandwich(A, m.PVV, m.PVS, m.PSS)
 
 
 def bernoulli_event(moments: Moments, w, up: SessionMap, down: SessionMap) -> Moments:
@@ -156,8 +153,9 @@ def belief_moments(model: BeliefModel, p: Params, g_k, gate, mu_o, n_corr, p_c, 
 # ``asymmetric``), both outcomes move the beliefs by the same matrix A and differ only in the
 # offset: A_1 = A_0. Then an event maps the moments as m' = A m + c, P' = A P A^T + Q with
 # c = w b_1 + (1 - w) b_0 and Q = w (1 - w) (b_1 - b_0)(b_1 - b_0)^T, independent of m. Such maps
-# compose into one of the same form, so a stretch of steps with no rating in between (most of a
-# day) is one map, computed for every stretch at once instead of one step after another.
+# compose into one of the same form, so each step's events (its session's corrective
+# experiences, then the everyday one) are one map, computed for every step at once before the
+# filter's loop, which then applies one map per step.
 
 
 class Transform(NamedTuple):
@@ -196,8 +194,8 @@ def identity_transform(shape, dtype) -> Transform:
     return Transform(one, zero, zero, one, zero, zero, zero, zero, zero)
 
 
-def _sandwich(t: Transform, PVV, PVS, PSS):
-    """Phi P Phi^T, elementwise."""
+def _sandwich(t: Transform | SessionMap, PVV, PVS, PSS):
+    """Phi P Phi^T, elementwise (Phi: the VV, VS, SV, SS fields of a Transform or a SessionMap)."""
     cVV = t.VV * t.VV * PVV + 2.0 * t.VV * t.VS * PVS + t.VS * t.VS * PSS
     cVS = t.VV * t.SV * PVV + (t.VV * t.SS + t.VS * t.SV) * PVS + t.VS * t.SS * PSS
     cSS = t.SV * t.SV * PVV + 2.0 * t.SV * t.SS * PVS + t.SS * t.SS * PSS
