@@ -44,6 +44,7 @@ LAYERS = [
         "plasticity_rl.batch",
         "plasticity_rl.workflow",
         "plasticity_rl.recovery",
+        "plasticity_rl.kfold",
         "plasticity_rl.lessons",
         "plasticity_rl.console",
         "plasticity_rl.cli",

@@ -301,3 +301,58 @@ def test_a_conditional_fit_without_logged_outcomes_is_refused(tiny_sim, tmp_path
     assert not (tmp_path / "f").exists()
     res = runner.invoke(app, ["fit", str(trial), "--likelihood", "exact", "-o", str(tmp_path / "f")])
     assert res.exit_code == 2 and "--likelihood" in res.output
+
+
+def test_kfold_compare_refits_without_each_fold_and_a_rerun_resumes(tiny_sim, tmp_path):
+    """`compare FITS --kfold 3`: every patient is scored once per model by a refit that never
+    saw them, the folds hold every arm, and a rerun refits nothing. Short SVI fits, the quick
+    ones, which the refits repeat (the held-out score itself is checked against Monte Carlo in
+    test_inference.py)."""
+    import shutil
+
+    from plasticity_rl.config import load_config
+    from plasticity_rl.data import read_tables
+    from plasticity_rl.inference import fit
+
+    trial = tmp_path / "trial"
+    shutil.copytree(tiny_sim, trial)
+    tabs, cfg = read_tables(trial), load_config(trial / "config.yaml")
+    fits = []
+    for variant in ("schema", "schema_ungated"):
+        folder = trial / f"fit-{variant}"
+        folder.mkdir()
+        idata = fit(tabs, cfg, variant=variant, method="svi", svi_steps=300, draws=100, chains=1)
+        assert idata.posterior.attrs["svi_steps"] == 300  # what the refits repeat
+        idata.to_netcdf(str(folder / "posterior.nc"))
+        fits.append(str(folder))
+    out = tmp_path / "kfold"
+    argv = ["compare", *fits, "--kfold", "3", "--workers", "1", "-o", str(out), "--quiet"]
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 0, res.output
+
+    folds = pd.read_csv(out / "kfold_folds.csv")
+    patients = pd.read_csv(trial / "data" / "patients.csv")
+    assert sorted(folds["patient"]) == sorted(patients["patient"])
+    assert (folds.groupby("fold")["arm"].nunique() == patients["arm"].nunique()).all()  # stratified
+    pointwise = pd.read_csv(out / "kfold_pointwise.csv")
+    assert (pointwise.groupby("variant")["patient"].apply(sorted) == [sorted(folds["patient"])] * 2).all()
+    assert np.isfinite(pointwise["elpd"]).all()
+    # each patient scored by the refit of the fold they were left out of
+    fold_of = dict(zip(folds["patient"], folds["fold"]))
+    assert (pointwise["fold"] == pointwise["patient"].map(fold_of)).all()
+    table = pd.read_csv(out / "kfold.csv", index_col="model")
+    assert set(table.index) == {"schema", "schema_ungated"}
+    totals = pointwise.groupby("variant")["elpd"].sum()
+    np.testing.assert_allclose(table.loc[totals.index, "elpd_kfold"], totals, rtol=1e-9)
+    assert table["dse"].min() == 0.0 and (table["se"] > 0).all()
+    assert (out / "figures" / "kfold_comparison.png").is_file()
+
+    jobs = sorted((out / "kfold-jobs").glob("kfold3-*.json"))
+    assert len(jobs) == 6
+    stamps = [p.stat().st_mtime_ns for p in jobs]
+    res = runner.invoke(app, argv)  # a rerun finds every refit done
+    assert res.exit_code == 0, res.output
+    assert [p.stat().st_mtime_ns for p in jobs] == stamps
+
+    res = runner.invoke(app, [*argv[:3], "--kfold", "99", *argv[5:]])
+    assert res.exit_code == 2 and "--kfold: got 99" in res.output

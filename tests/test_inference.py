@@ -525,14 +525,29 @@ def test_svi_is_labelled_approximate(sim):
 # ----------------------------------------------------------------------------- integrated LOO
 
 
+def _population_monte_carlo(spec, x, g, names, n_patients, key, K=5_000):
+    """log p(y_i | phi) by plain Monte Carlo from the population N(mu, tau): no proposal involved."""
+    from jax.scipy.special import logsumexp
+
+    from plasticity_rl.inference.model import patient_log_lik
+
+    mu = jnp.stack([g[f"mu_{n}"] for n in names])
+    tau = jnp.stack([g[f"tau_{n}"] for n in names])
+    theta = mu + tau * jax.random.normal(key, (K, n_patients, len(names)))
+    ll = jax.lax.map(
+        lambda th: patient_log_lik(spec, {**g, **{n: th[:, j] for j, n in enumerate(names)}}, x),
+        theta,
+        batch_size=500,
+    )
+    return np.asarray(logsumexp(ll, axis=0) - np.log(K))
+
+
 def test_integrated_log_lik_equals_brute_force_monte_carlo(sim, good_fit):
     """Each patient's likelihood with their own parameters integrated over the population,
     p(y_i | phi) = E_{theta ~ N(mu, tau)} p(y_i | theta, phi), against plain Monte Carlo from the
     population (5,000 draws, no proposal involved) at two posterior draws of phi."""
-    from jax.scipy.special import logsumexp
-
     from plasticity_rl.inference.marginal import group_names, marginal_loo_data
-    from plasticity_rl.inference.model import build, patient_log_lik
+    from plasticity_rl.inference.model import build
     from plasticity_rl.inference.prepare import prepare
 
     m = marginal_loo_data(good_fit, sim, max_draws=1, seed=1)  # draw 0 of each chain
@@ -540,21 +555,34 @@ def test_integrated_log_lik_equals_brute_force_monte_carlo(sim, good_fit):
     assert m.posterior.attrs["is_ess_min"] > 5
     _, spec, x = build(prepare(sim))
     names = spec.belief_model.patient_params
-    K = 5_000
     for chain in range(2):
         g = {n: jnp.float32(good_fit.posterior[n].values[chain, 0]) for n in group_names(spec)}
-        mu = jnp.stack([g[f"mu_{n}"] for n in names])
-        tau = jnp.stack([g[f"tau_{n}"] for n in names])
-        theta = mu + tau * jax.random.normal(jax.random.key(chain), (K, sim.n_patients, len(names)))
-        ll = jax.lax.map(
-            lambda th, g=g: patient_log_lik(spec, {**g, **{n: th[:, j] for j, n in enumerate(names)}}, x),
-            theta,
-            batch_size=500,
-        )
-        brute = np.asarray(logsumexp(ll, axis=0) - np.log(K))
+        brute = _population_monte_carlo(spec, x, g, names, sim.n_patients, jax.random.key(chain))
         got = m.log_likelihood["obs"].values[chain, 0]
         assert np.abs(got - brute).max() < 0.3, np.abs(got - brute)
         assert abs(np.mean(got - brute)) < 0.08
+
+
+def test_held_out_log_lik_from_the_population_mean_equals_brute_force(sim, good_fit):
+    """K-fold's score of patients a fit never saw: the same integral, its Newton search started
+    from the population mean (no draw of the patient's own parameters exists), against plain
+    Monte Carlo from the population, for 5 of the patients at two draws of phi."""
+    from plasticity_rl.inference.marginal import group_names, heldout_log_lik
+    from plasticity_rl.inference.model import build
+    from plasticity_rl.inference.prepare import prepare
+
+    part = prepare(sim).subset([0, 4, 7, 11, 16])
+    assert list(part.patient_ids) == [prepare(sim).patient_ids[i] for i in (0, 4, 7, 11, 16)]
+    ll, ess = heldout_log_lik(good_fit, part, max_draws=1, seed=1)
+    assert ll.shape == ess.shape == (2, 5)
+    assert ess.min() > 5
+    _, spec, x = build(part)
+    names = spec.belief_model.patient_params
+    for chain in range(2):
+        g = {n: jnp.float32(good_fit.posterior[n].values[chain, 0]) for n in group_names(spec)}
+        brute = _population_monte_carlo(spec, x, g, names, 5, jax.random.key(10 + chain))
+        assert np.abs(ll[chain] - brute).max() < 0.3, np.abs(ll[chain] - brute)
+        assert abs(np.mean(ll[chain] - brute)) < 0.08
 
 
 def test_integrated_log_lik_is_the_same_split_over_devices(sim, good_fit):

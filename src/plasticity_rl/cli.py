@@ -145,7 +145,7 @@ def run(
                     failed += [f"{outcome.variant}: {f}" for f in outcome.failures]
                 with rep.stage("compare models (PSIS-LOO)"):
                     table = compare_fits([o.folder for o in outcomes], folder / "compare")
-                report_loo(folder / "compare", table, rep)
+                report_loo(folder / "compare", table, rep, [final / o.folder.name for o in outcomes])
             from plasticity_rl.report import write_report
 
             write_report(folder)
@@ -467,19 +467,69 @@ def compare(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write loo.csv and the figure.")] = Path(
         "compare"
     ),
+    kfold: Annotated[
+        int | None,
+        typer.Option(
+            "--kfold",
+            min=2,
+            help="K-fold cross-validation by patient: refit every model K times, each time without "
+            "one fold of patients, and score those patients (the answer to trust when PSIS-LOO warns). "
+            "Rerun to resume.",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="K-fold: the data the fits were fitted to (default: the first fit folder's parent).",
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", help="K-fold: the tables' column names, as fit --columns (OLD=NEW,...)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="K-fold: seed of the folds and the held-out scores.")] = 0,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    quiet: Quiet = False,
 ):
-    """Compare fitted variants by PSIS-LOO (leave one patient out): ELPD differences with SE."""
+    """Compare fitted variants: PSIS-LOO (leave one patient out) by default, or K-fold refits with --kfold."""
     from plasticity_rl.workflow import compare_fits
 
     try:
-        table = compare_fits(fits, out)
+        if kfold is not None:
+            from plasticity_rl.kfold import kfold_compare, kfold_warning
+
+            table, _ = kfold_compare(
+                fits,
+                kfold,
+                out,
+                data=data,
+                columns=_parse_columns(columns),
+                seed=seed,
+                scheduler=scheduler,
+                n_workers=workers,
+                progress=not quiet,
+            )
+        else:
+            table = compare_fits(fits, out)
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
+    if kfold is not None:
+        print(
+            table[["rank", "elpd_kfold", "se", "elpd_diff", "dse", "folds_failed_diagnostics"]]
+            .round(3)
+            .to_string()
+        )
+        note = kfold_warning(table)
+        if note:
+            err.print(f"[red]{note}[/red]")
+        return
     print(table.round(3).to_string())
-    report_loo(out, table, Reporter(quiet=True))
+    report_loo(out, table, Reporter(quiet=True), fits)
 
 
 @app.command()

@@ -97,7 +97,7 @@ def used_text(used: dict, likelihood: str) -> str:
     )
 
 
-def report_loo(folder: Path, table, rep: Reporter) -> None:
+def report_loo(folder: Path, table, rep: Reporter, fits: list[Path] | None = None) -> None:
     import json
 
     from plasticity_rl.workflow import loo_warning
@@ -107,7 +107,7 @@ def report_loo(folder: Path, table, rep: Reporter) -> None:
         kind = "integrated (new-patient) PSIS-LOO" if integrated else "conditional PSIS-LOO"
         err.print(f"  {kind}:")
         err.print(table[["rank", "elpd_loo", "elpd_diff", "dse", "weight"]].round(2).to_string())
-    note = loo_warning(json.loads((folder / "loo_pareto_k.json").read_text()), integrated)
+    note = loo_warning(json.loads((folder / "loo_pareto_k.json").read_text()), integrated, fits)
     if note:
         err.print(f"  [red]{note}[/red]")
 

@@ -49,7 +49,6 @@ def load_data_folder(data: Path, config: Path | None = None, columns: dict[str, 
     ``columns``: the tables' own column names mapped to the package's (``{"subject_id": "patient"}``).
     """
     from plasticity_rl.config import ConfigError
-    from plasticity_rl.data import read_tables
 
     data = Path(data)
     if not data.is_dir():
@@ -57,6 +56,16 @@ def load_data_folder(data: Path, config: Path | None = None, columns: dict[str, 
     cfg_path = config or (data / "config.yaml")
     if not Path(cfg_path).is_file():
         raise ConfigError([f"{data} has no config.yaml; pass --config describing its arms and schedule"])
+    return read_data_folder(data, columns), load_config(cfg_path)
+
+
+def read_data_folder(data: Path, columns: dict[str, str] | None = None) -> dict:
+    """The tables of a run folder or a folder of tables, with ``columns`` renamed."""
+    from plasticity_rl.data import read_tables
+
+    data = Path(data)
+    if not data.is_dir():
+        raise FileNotFoundError(f"no such data folder: {data}")
     tabs = read_tables(data)
     if not tabs:
         raise FileNotFoundError(f"{data} holds no tables (events.csv, ema.csv, ... or data/ of a run folder)")
@@ -64,7 +73,7 @@ def load_data_folder(data: Path, config: Path | None = None, columns: dict[str, 
         from plasticity_rl.table_checks import renamed_columns
 
         tabs = renamed_columns(tabs, columns)
-    return tabs, load_config(cfg_path)
+    return tabs
 
 
 def flag_text(failures: list[str]) -> str | None:
@@ -282,17 +291,22 @@ def draw_fit_figures(cfg: Config, curves, contrasts, window, folder: Path, note:
     paths = []
     for name, fig in figs.items():
         paths += save_figure(fig, folder, name, ("png", "svg"))
-    _append_captions(folder, figs)
+    append_captions(folder, figs)
     return paths
 
 
-def _append_captions(folder: Path, figs: dict) -> None:
+def append_captions(folder: Path, figs: dict) -> None:
+    """Each figure's caption into ``folder/captions.md`` under ``## <name>``, replacing an older one."""
     from plasticity_rl.plots.style import caption_of
 
-    lines = [f"## {name}\n\n{caption_of(fig)}\n" for name, fig in figs.items()]
     path = folder / "captions.md"
-    old = path.read_text() if path.is_file() else ""
-    path.write_text(old + "\n".join(lines))
+    sections = {}
+    if path.is_file():
+        for block in path.read_text().split("## ")[1:]:
+            name, _, body = block.partition("\n")
+            sections[name.strip()] = body.strip()
+    sections.update({name: caption_of(fig) for name, fig in figs.items()})
+    path.write_text("\n".join(f"## {name}\n\n{body}\n" for name, body in sections.items()))
 
 
 def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
@@ -327,7 +341,7 @@ def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
     table, pareto = _write_loo(marginal, out, "loo") if integrated else conditional_result
     fig = loo_comparison(table, title_note=loo_warning(pareto, integrated), integrated=integrated)
     save_figure(fig, out / "figures", "loo_comparison", ("png", "svg"))
-    _append_captions(out / "figures", {"loo_comparison": fig})
+    append_captions(out / "figures", {"loo_comparison": fig})
     return table
 
 
@@ -344,15 +358,18 @@ def _write_loo(idatas: dict, out: Path, stem: str):
     return table, pareto
 
 
-def loo_warning(pareto: dict, integrated: bool = False) -> str | None:
-    """A loud note when PSIS-LOO cannot be trusted (Pareto k > 0.7 for some patients)."""
+def loo_warning(pareto: dict, integrated: bool = False, fits: list[Path] | None = None) -> str | None:
+    """A loud note when PSIS-LOO cannot be trusted (Pareto k > 0.7 for some patients), naming
+    the command that gives the reliable answer (K-fold refits, ``compare --kfold``)."""
     bad = {k: v for k, v in pareto.items() if v["n_above_0.7"] > 0}
     if not bad:
         return None
     worst = ", ".join(f"{k}: {v['n_above_0.7']}/{v['n_patients']} patients" for k, v in bad.items())
-    advice = "use K-fold CV (leave patients out) before trusting this ranking"
+    k = min(10, max(v["n_patients"] for v in pareto.values()))  # 10 folds, or one per patient if fewer
+    command = f"plasticity-rl compare {' '.join(map(str, fits)) if fits else 'FIT FIT ...'} --kfold {k}"
+    advice = f"for a ranking to trust, refit leaving patients out: {command}"
     if not integrated:
-        advice = "refit to get integrated LOO (loo_marginal.nc), or use K-fold CV"
+        advice = f"refit to get integrated LOO (loo_marginal.nc), or {advice}"
     return f"PSIS-LOO UNRELIABLE: Pareto k > 0.7 ({worst}); {advice}"
 
 

@@ -47,11 +47,12 @@ from plasticity_rl.inference.model import (
     patient_log_lik,
     window_was_fitted,
 )
-from plasticity_rl.inference.prepare import ModelInputs, prepare
+from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
 
 T_DF = 4.0  # proposal tails (its covariance is twice the Laplace covariance)
 DEFENSIVE = 0.2  # share of proposal draws from the population distribution N(mu_s, tau_s^2)
 NEWTON_STEPS = 3  # from the fit's own draw, already near the conditional mode
+HELDOUT_NEWTON_STEPS = 8  # from the population mean, for a patient the fit never saw (K-fold)
 MAX_STEP = 1.0  # largest Newton move per coordinate (logit / boost units) per step
 FD_STEP = 0.01  # central-difference step for the Hessian (logit / boost units)
 IS_BATCH = 64  # importance-sampling proposals evaluated at once (vmapped), for all patients
@@ -75,12 +76,15 @@ def _positive_definite(H, floor: float = 1e-2):
     return jnp.einsum("...pk,...k,...qk->...pq", v, jnp.maximum(w, floor), v)
 
 
-@fit_program(static_argnames=("spec", "M"))
-def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: int, key):
+@fit_program(static_argnames=("spec", "M", "newton_steps"))
+def marginal_draws(
+    spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: int, key, newton_steps: int = NEWTON_STEPS
+):
     """Marginal log-likelihood and IS ESS, both (S, N), for S draws of the group parameters.
 
     ``groups``: name -> (S,) draws of :func:`group_names`; ``theta_fit`` (S, N, P): the fit's
-    per-patient parameters at those draws (the Newton start). Jitted with the data as an argument,
+    per-patient parameters at those draws (the Newton start; for patients the fit never saw,
+    the population mean with more ``newton_steps``). Jitted with the data as an argument,
     so another data set of the same shape reuses the compilation.
     """
     names = spec.patient_params
@@ -127,7 +131,7 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
             step = jnp.linalg.solve(_positive_definite(hessian_blocks(th)), grad(th)[..., None])[..., 0]
             return th - jnp.clip(step, -MAX_STEP, MAX_STEP), None
 
-        mode, _ = jax.lax.scan(newton, th_fit, None, length=NEWTON_STEPS)
+        mode, _ = jax.lax.scan(newton, th_fit, None, length=newton_steps)
         cov = jnp.linalg.inv(_positive_definite(hessian_blocks(mode)))
         tril = jnp.linalg.cholesky(0.5 * (cov + jnp.swapaxes(cov, -1, -2)))
         student = dist.MultivariateStudentT(T_DF, mode, tril)
@@ -153,18 +157,20 @@ def marginal_draws(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: 
 
 
 @cache
-def _on_devices(spec: ModelSpec, M: int, n_devices: int):
+def _on_devices(spec: ModelSpec, M: int, n_devices: int, newton_steps: int):
     """:func:`marginal_draws` as one ``pmap`` over ``n_devices`` local devices (one thread each)."""
     return jit_fit_program(
         jax.pmap(
-            lambda shared, b: marginal_draws.inline(spec, shared[0], b[0], b[1], M, shared[1]),
+            lambda shared, b: marginal_draws.inline(spec, shared[0], b[0], b[1], M, shared[1], newton_steps),
             in_axes=(None, 0),
             devices=jax.local_devices()[:n_devices],
         )
     )
 
 
-def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: int, key):
+def marginal_draws_on_devices(
+    spec: ModelSpec, x: ModelInputs, groups: dict, theta_fit, M: int, key, newton_steps: int = NEWTON_STEPS
+):
     """:func:`marginal_draws` with the S draws split over the local devices, when there are several.
 
     The draws are independent and share the common random numbers (one ``key``), so the split
@@ -173,8 +179,8 @@ def marginal_draws_on_devices(spec: ModelSpec, x: ModelInputs, groups: dict, the
     """
     D = device_split(theta_fit.shape[0])
     if D < 2:
-        return marginal_draws(spec, x, groups, theta_fit, M, key)
-    return on_devices(_on_devices(spec, M, D), (x, key), (groups, theta_fit), D)
+        return marginal_draws(spec, x, groups, theta_fit, M, key, newton_steps)
+    return on_devices(_on_devices(spec, M, D, newton_steps), (x, key), (groups, theta_fit), D)
 
 
 def marginal_loo_data(
@@ -196,16 +202,14 @@ def marginal_loo_data(
     variant = variant or str(idata.posterior.attrs.get("variant"))
     fd = prepare(data, cfg, variant)
     post = idata.posterior
-    _, spec, x = build(
-        fd, fit_window=window_was_fitted(post), fixed=json.loads(post.attrs.get("fixed", "{}"))
-    )
+    spec, x = fitted_model(idata, fd)
     names = spec.patient_params
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     if post.sizes.get("patient") != fd.n_patients:
         raise ValueError(f"the fit has {post.sizes.get('patient')} patients, the data {fd.n_patients}")
     keep = thin_indices(n_draw, max_draws)
     gnames = group_names(spec)
-    groups = {n: jnp.asarray(post[n].values[:, keep].reshape(-1), jnp.float32) for n in gnames}
+    groups = group_draws(post, gnames, keep)
     theta_fit = np.stack([post[n].values[:, keep].reshape(n_chain * keep.size, -1) for n in names], axis=-1)
     ll, ess = marginal_draws_on_devices(
         spec, x, groups, jnp.asarray(theta_fit, jnp.float32), importance_samples, jax.random.key(seed)
@@ -233,3 +237,56 @@ def marginal_loo_data(
     for group in out.groups():
         out[group].attrs.update(attrs)
     return out
+
+
+def fitted_model(idata: az.InferenceData, fd: FitData) -> tuple[ModelSpec, ModelInputs]:
+    """The model ``idata`` was fitted with (variant, window, fixed values, likelihood), on ``fd``."""
+    post = idata.posterior
+    _, spec, x = build(
+        fd,
+        fit_window=window_was_fitted(post),
+        fixed=json.loads(post.attrs.get("fixed", "{}")),
+        likelihood=post.attrs.get("likelihood"),
+    )
+    return spec, x
+
+
+def group_draws(post, names: list[str], keep: np.ndarray) -> dict:
+    """name -> (chains * len(keep),) float32 draws of the group parameters ``names``."""
+    return {n: jnp.asarray(post[n].values[:, keep].reshape(-1), jnp.float32) for n in names}
+
+
+def heldout_log_lik(
+    idata: az.InferenceData,
+    heldout: FitData,
+    max_draws: int = 50,
+    importance_samples: int = 128,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood of patients the fit never saw, their own parameters integrated out.
+
+    (S, N) each: log p(y_i | phi_s) and its importance-sampling ESS, for S retained draws of the
+    group parameters of ``idata`` (a fit to *other* patients of the same design, as K-fold
+    cross-validation makes) and the N patients of ``heldout``. The same estimator as
+    :func:`marginal_loo_data`, started from the population mean, with no draw of theta_i to
+    start from. log mean_s exp(ll[s, i]) is patient i's out-of-sample predictive density.
+    """
+    post = idata.posterior
+    spec, x = fitted_model(idata, heldout)
+    keep = thin_indices(post.sizes["draw"], max_draws)
+    groups = group_draws(post, group_names(spec), keep)
+    mu = np.stack([np.asarray(groups[f"mu_{n}"]) for n in spec.patient_params], axis=-1)  # (S, P)
+    start = np.broadcast_to(mu[:, None, :], (mu.shape[0], heldout.n_patients, mu.shape[1]))
+    ll, ess = marginal_draws_on_devices(
+        spec,
+        x,
+        groups,
+        jnp.asarray(start, jnp.float32),
+        importance_samples,
+        jax.random.key(seed),
+        HELDOUT_NEWTON_STEPS,
+    )
+    ll, ess = np.asarray(ll, np.float64), np.asarray(ess, np.float64)
+    if not np.all(np.isfinite(ll)):
+        raise FloatingPointError("non-finite held-out log-likelihood; the fit's posterior may be degenerate")
+    return ll, ess

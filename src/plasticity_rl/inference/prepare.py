@@ -121,6 +121,23 @@ class FitData:
     def has_visits(self) -> bool:
         return bool(np.isfinite(self.visit_score).any())
 
+    def subset(self, index) -> FitData:
+        """The same data for some patients only (``index``: positions or a boolean mask), in order.
+
+        For cross-validation: the schedules, the arms and the fixed constants stay; every
+        per-patient array keeps the rows of ``index``.
+        """
+        from dataclasses import replace
+
+        rows = np.arange(self.n_patients)[np.asarray(index)]
+        if rows.size == 0:
+            raise ValueError("subset: no patient selected")
+        per_patient = (
+            "patient_ids", "arm_index", "everyday", "corrective", "n_corr", "ema",
+            "visit_day", "visit_step", "visit_score", "visit_D", "visit_E", "visit_treated",
+        )  # fmt: skip
+        return replace(self, **{name: getattr(self, name)[rows] for name in per_patient})
+
     def inputs(self) -> ModelInputs:
         ema_mask = np.isfinite(self.ema)
         visit_mask = np.isfinite(self.visit_score)

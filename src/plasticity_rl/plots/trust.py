@@ -228,20 +228,27 @@ _SCALE_TEXT = {  # arviz.compare scale -> (what is plotted, direction, unit)
 
 
 def loo_comparison(
-    compare_df: pd.DataFrame, *, title_note: str | None = None, integrated: bool = False
+    compare_df: pd.DataFrame, *, title_note: str | None = None, integrated: bool = False, kind: str = "psis"
 ) -> Figure:
     """PSIS-LOO model comparison from :func:`arviz.compare`: ELPD ± SE per model (best on top),
     and the difference to the best model ± its SE (dse); models with a LOO warning are marked.
 
     ``integrated``: the table is of integrated LOO (each left-out patient's own parameters
     integrated over the population: how well a model predicts a new patient), said in the title
-    and caption."""
-    _require(compare_df, ["elpd_loo", "se", "elpd_diff", "dse"], "loo_comparison")
+    and caption. ``kind="kfold"``: a K-fold table (:func:`plasticity_rl.kfold.kfold_table`,
+    column ``elpd_kfold``; a warning marks a model some of whose refits failed diagnostics)."""
+    if kind not in ("psis", "kfold"):
+        raise ValueError(f"kind: got {kind!r}; allowed: psis, kfold")
+    kfold = kind == "kfold"
+    elpd = "elpd_kfold" if kfold else "elpd_loo"
+    _require(compare_df, [elpd, "se", "elpd_diff", "dse"], "loo_comparison")
     df = compare_df.sort_values("rank") if "rank" in compare_df.columns else compare_df
     names = [str(i) for i in df.index]
     warn = df["warning"].astype(bool).to_numpy() if "warning" in df.columns else np.zeros(len(df), bool)
     scale = str(df["scale"].iloc[0]) if "scale" in df.columns else "log"
     what, better, unit = _SCALE_TEXT.get(scale, _SCALE_TEXT["log"])
+    if kfold:
+        what = "ELPD, K-fold (expected log predictive density of left-out patients)"
     y = np.arange(len(df))
     height = max(4.8, 0.7 * len(df) + 3.0)
     with house_style():
@@ -251,7 +258,7 @@ def loo_comparison(
             c = WARN_COLOR if warn[k] else POINT_COLOR
             mfc = "white" if warn[k] else c
             point = dict(color=c, marker="o", ms=9, mfc=mfc, mew=2.0, lw=2.4, capsize=5, ls="none")
-            ax.errorbar(df["elpd_loo"].iloc[k], y[k], xerr=df["se"].iloc[k], **point)
+            ax.errorbar(df[elpd].iloc[k], y[k], xerr=df["se"].iloc[k], **point)
             dax.errorbar(df["elpd_diff"].iloc[k], y[k], xerr=df["dse"].iloc[k], **point)
         dax.axvline(0.0, color="0.3", ls="--", lw=1.4, zorder=0)
         if "weight" in df.columns:
@@ -283,10 +290,32 @@ def loo_comparison(
         labels = ["estimate ± standard error"]
         if warn.any():
             handles.append(Line2D([], [], color=WARN_COLOR, marker="o", mfc="white", mew=2.0, ms=9, lw=2.4))
-            labels.append("LOO warning (Pareto k too high): estimate unreliable")
+            labels.append(
+                "some refits failed diagnostics: estimate unreliable"
+                if kfold
+                else "LOO warning (Pareto k too high): estimate unreliable"
+            )
         fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=12)
-        kind = "a new patient's data, integrated PSIS-LOO" if integrated else "PSIS-LOO"
-        _suptitle(fig, f"Model comparison: leave-one-patient-out predictive accuracy ({kind})", title_note)
+        if kfold:
+            n_folds = compare_df.attrs.get("k", "K")
+            _suptitle(
+                fig, f"Model comparison: {n_folds}-fold cross-validation by patient (refitted)", title_note
+            )
+            return attach_caption(
+                fig,
+                f"Model comparison by {n_folds}-fold cross-validation: the patients are split into folds "
+                f"(stratified by arm, the same folds for every model); each model is refitted without each "
+                f"fold, and the left-out patients' ratings are scored under the refit, their own parameters "
+                f"integrated over the fitted population. Left: each model's {what} ({better}) with its "
+                f"standard error, best model on top. Right: the difference to the best model with the "
+                f"standard error of the difference (dse): a difference within about two dse of zero does "
+                f"not separate the models. Models marked in orange (hollow) had refits that failed their "
+                f"diagnostics." + _flag_caption(title_note),
+            )
+        kind_text = "a new patient's data, integrated PSIS-LOO" if integrated else "PSIS-LOO"
+        _suptitle(
+            fig, f"Model comparison: leave-one-patient-out predictive accuracy ({kind_text})", title_note
+        )
     return attach_caption(
         fig,
         f"Model comparison by Pareto-smoothed importance-sampling leave-one-out cross-validation "
