@@ -134,6 +134,66 @@ def arm_curves(idata: az.InferenceData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PPC_COLUMNS = [
+    "channel",
+    "arm",
+    "day",
+    "n",
+    "observed",
+    "replicated_mean",
+    "replicated_low",
+    "replicated_high",
+]
+
+
+def ppc_arm_means(idata: az.InferenceData, prob: float = HDI_PROB) -> pd.DataFrame:
+    """Posterior predictive check by arm: each arm's observed mean rating against the same mean
+    of the fit's replicated data sets, per day (EMA) and per visit day (clinician scores).
+
+    One row per channel x arm x day with ``n`` ratings recorded: ``observed`` their mean;
+    ``replicated_mean`` / ``_low`` / ``_high`` the mean and central ``prob`` interval over the
+    draws of the same ratings replicated (``posterior_predictive.ema`` / ``visits``, NaN where
+    none was recorded, so both means are over the same patients). EMA day d rates V at the end
+    of the day: its ``day`` is d + 1, the time axis of the belief curves. Days are in days since
+    the start of the trial. An observed mean outside its band is a misfit the model did not
+    predict. Empty (with the columns) for a fit without replicated ratings.
+    """
+    pp, obs = idata.posterior_predictive, idata.observed_data
+    if "ema" not in pp or "visits" not in pp:
+        return pd.DataFrame(columns=PPC_COLUMNS)
+    arm_index = np.asarray(idata.constant_data["arm_index"])
+    arms = [str(a) for a in pp["arm"].values]
+    visit_day = np.asarray(idata.constant_data["visit_day"], np.float64)
+    channels = {
+        "ema": np.broadcast_to(np.arange(obs.sizes["day"], dtype=np.float64) + 1.0, obs["ema"].shape),
+        "visits": np.round(visit_day, 3),
+    }
+    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
+    rows = []
+    for channel, day_of in channels.items():
+        observed = np.asarray(obs[channel], np.float64)
+        replicated = _draws(pp[channel])  # (S, N, ...)
+        recorded = np.isfinite(observed)
+        for a, arm in enumerate(arms):
+            in_arm = recorded & (arm_index == a).reshape((-1,) + (1,) * (observed.ndim - 1))
+            for day in np.unique(day_of[in_arm]):
+                sel = in_arm & (day_of == day)
+                rep = replicated[:, sel].mean(axis=1)
+                rows.append(
+                    {
+                        "channel": channel,
+                        "arm": arm,
+                        "day": float(day),
+                        "n": int(sel.sum()),
+                        "observed": float(observed[sel].mean()),
+                        "replicated_mean": float(rep.mean()),
+                        "replicated_low": float(np.quantile(rep, lo_q)),
+                        "replicated_high": float(np.quantile(rep, hi_q)),
+                    }
+                )
+    return pd.DataFrame(rows, columns=PPC_COLUMNS)
+
+
 def belief_contrasts(
     idata: az.InferenceData, days: list[int], pairs: list[tuple[str, str]] | None = None
 ) -> pd.DataFrame:

@@ -244,28 +244,46 @@ def validate(
 
 @app.command()
 def figures(
-    run_dir: Annotated[
-        Path, typer.Argument(help="A run folder written by 'plasticity-rl run'.", show_default=False)
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder written by 'plasticity-rl run', or a fit folder (holding posterior.nc).",
+            show_default=False,
+        ),
     ],
     quiet: Quiet = False,
 ):
-    """Redraw the figures of a run folder from its resolved config (same seed, same data)."""
-    from plasticity_rl.plots import render_figures
-    from plasticity_rl.simulate import simulate as simulate_cohort
+    """Redraw figures: a fit folder's from its own files; a run folder's from its resolved config
+    (same seed, same data), then those of each fit folder inside it."""
+    from plasticity_rl.workflow import redraw_fit_figures
 
     rep = Reporter(quiet)
+    paths = []
     try:
-        cfg_path = run_dir / "config.yaml"
+        if (folder / "posterior.nc").is_file():
+            with rep.stage("draw the fit's figures from its files (PNG + SVG)"):
+                paths = redraw_fit_figures(folder)
+            rep.done(f"[bold]{len(paths)} files in[/bold] {folder / 'figures'}")
+            return
+        cfg_path = folder / "config.yaml"
         if not cfg_path.is_file():
-            raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+            raise FileNotFoundError(
+                f"{folder} is neither a run folder (no config.yaml) nor a fit folder (no posterior.nc)"
+            )
+        from plasticity_rl.plots import render_figures
+        from plasticity_rl.simulate import simulate as simulate_cohort
+
         cfg = _load(cfg_path)
         with rep.stage("re-simulate from the resolved config"):
             sim = simulate_cohort(cfg)
         with rep.stage("draw figures (PNG + SVG)"):
-            paths = render_figures(sim, run_dir / "figures")
+            paths = render_figures(sim, folder / "figures")
+        for fit_dir in sorted(d for d in folder.glob("fit-*") if (d / "posterior.nc").is_file()):
+            with rep.stage(f"draw {fit_dir.name}'s figures from its files"):
+                paths += redraw_fit_figures(fit_dir)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
-    rep.done(f"[bold]{len(paths)} files in[/bold] {run_dir / 'figures'}")
+    rep.done(f"[bold]{len(paths)} files in[/bold] {folder}")
 
 
 @app.command()

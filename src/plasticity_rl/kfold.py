@@ -108,19 +108,11 @@ def refit_plan(fit_dir: Path) -> RefitPlan:
     )
 
 
-def _config(config_yaml: str):
-    import yaml
-
-    from plasticity_rl.config import config_from_dict
-
-    return config_from_dict(yaml.safe_load(config_yaml))
-
-
 def _fit_data(data: str, columns: dict, config_yaml: str, variant: str):
     from plasticity_rl.inference import prepare
-    from plasticity_rl.workflow import read_data_folder
+    from plasticity_rl.workflow import config_from_yaml, read_data_folder
 
-    return prepare(read_data_folder(Path(data), columns), _config(config_yaml), variant)
+    return prepare(read_data_folder(Path(data), columns), config_from_yaml(config_yaml), variant)
 
 
 def kfold_job(data: str, columns: dict, plan: dict, fold: int, k: int, seed: int) -> dict:

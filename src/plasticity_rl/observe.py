@@ -102,11 +102,16 @@ def beliefs_at_step_start(V, V0, steps):
 # ----------------------------------------------------------------------------- EMA
 
 
+def draw_ema(key, V_end, phi):
+    """Beta(V phi, (1 - V) phi) ratings of ``V_end``, clipped to RATING_RANGE (JAX, jittable)."""
+    y = jax.random.beta(key, V_end * phi, (1.0 - V_end) * phi)
+    return jnp.clip(y, *RATING_RANGE)
+
+
 def sample_ema(key, V_end, phi: float, missing_rate: float) -> np.ndarray:
     """(N, days) Beta(V phi, (1 - V) phi) ratings of V at the end of each day, NaN where missing."""
     k_val, k_miss = jax.random.split(key)
-    y = np.asarray(jax.random.beta(k_val, V_end * phi, (1.0 - V_end) * phi), np.float64)
-    y = np.clip(y, *RATING_RANGE)
+    y = np.clip(np.asarray(draw_ema(k_val, V_end, phi), np.float64), *RATING_RANGE)
     missing = np.asarray(jax.random.bernoulli(k_miss, missing_rate, y.shape))
     return np.where(missing, np.nan, y).astype(np.float32)
 
@@ -149,11 +154,16 @@ def visit_sd(treated, sd_baseline, sd_treated):
     return _xp(treated).where(treated, sd_treated, sd_baseline)
 
 
+def draw_visits(key, mean, sd):
+    """Normal(mean, sd) clinician scores clipped to SCORE_RANGE (JAX, jittable)."""
+    return jnp.clip(mean + sd * jax.random.normal(key, jnp.shape(mean)), *SCORE_RANGE)
+
+
 def sample_visits(key, mean, sd, missing_rate: float) -> np.ndarray:
     """(N, K) scores: Normal(mean, sd) clipped to SCORE_RANGE, NaN where missing."""
     k_val, k_miss = jax.random.split(key)
-    noise = np.asarray(jax.random.normal(k_val, mean.shape))
-    scores = np.clip(mean + sd * noise, *SCORE_RANGE)
+    # draw_visits' arithmetic in float64, as the simulator has always written its scores
+    scores = np.clip(mean + sd * np.asarray(jax.random.normal(k_val, mean.shape)), *SCORE_RANGE)
     missing = np.asarray(jax.random.bernoulli(k_miss, missing_rate, mean.shape))
     return np.where(missing, np.nan, scores)
 

@@ -4,7 +4,9 @@ A fit folder holds ``posterior.nc`` (ArviZ InferenceData), ``loo_marginal.nc`` (
 log-likelihood with the patient's parameters integrated out, for ``compare``), ``summary.csv`` (group parameters),
 ``diagnostics.json`` (R-hat, ESS, divergences, E-BFMI and whether the fit passed),
 ``arm_curves.csv``, ``contrasts.csv``, ``synergy.csv``, ``window.csv`` (alpha(t) per arm),
-``window_parameters.csv`` (the kernel's time constants, its peak time and mu_A) and ``figures/``.
+``window_parameters.csv`` (the kernel's time constants, its peak time and mu_A), ``ppc.csv`` (the
+posterior predictive check by arm) and ``figures/`` (which :func:`redraw_fit_figures` redraws from
+those files alone).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from plasticity_rl.analysis import (
     arm_curves,
     belief_contrasts,
     default_contrast_days,
+    ppc_arm_means,
     synergy,
     synergy_roles,
     window_curve,
@@ -249,8 +252,11 @@ def write_fit_folder(
     window = window_curve(idata, cfg.experiment.steps_per_day)
     window.to_csv(out / "window.csv", index=False)
     window_parameters(idata, cfg).to_csv(out / "window_parameters.csv", index=False)
+    ppc = ppc_arm_means(idata)
+    ppc.to_csv(out / "ppc.csv", index=False)
     (out / "figures").mkdir(exist_ok=True)  # not parents=True: see the docstring
-    draw_fit_figures(cfg, curves, contrasts, window, out / "figures", flag_text(diag.failures))
+    tables = {"curves": curves, "contrasts": contrasts, "window": window, "ppc": ppc}
+    draw_fit_figures(arm_labels(cfg), tables, chain_draws(idata), out / "figures", flag_text(diag.failures))
     return FitOutcome(
         out,
         variant,
@@ -277,22 +283,93 @@ def window_spans_of(window: pd.DataFrame, frac: float = 0.5) -> list[tuple[float
     return sorted(set(spans))
 
 
-def draw_fit_figures(cfg: Config, curves, contrasts, window, folder: Path, note: str | None) -> list[Path]:
-    from plasticity_rl.plots import contrast_forest, posterior_belief_curves, save_figure, window_posterior
+def arm_labels(cfg: Config) -> dict[str, str]:
+    return {a.name: a.label or a.name for a in cfg.all_arms()}
 
-    labels = {a.name: a.label or a.name for a in cfg.all_arms()}
+
+def chain_draws(idata) -> dict[str, np.ndarray] | None:
+    """Group parameters' (chain, draw) draws for the trace and rank plots; None for one chain (SVI)."""
+    from plasticity_rl.inference.diagnostics import group_parameters
+
+    post = idata.posterior
+    if post.sizes["chain"] < 2:
+        return None
+    return {name: post[name].values for name in group_parameters(idata)}
+
+
+FIT_TABLES = {
+    "curves": "arm_curves.csv",
+    "contrasts": "contrasts.csv",
+    "window": "window.csv",
+    "ppc": "ppc.csv",
+}
+
+
+def draw_fit_figures(
+    labels: dict[str, str], tables: dict[str, pd.DataFrame], traces, folder: Path, note: str | None
+) -> list[Path]:
+    """A fit folder's figures from its tables (:data:`FIT_TABLES`) and its chains' draws (or None)."""
+    from plasticity_rl.plots import (
+        contrast_forest,
+        posterior_belief_curves,
+        posterior_predictive_check,
+        save_figure,
+        trace_rank_plots,
+        window_posterior,
+    )
+    from plasticity_rl.plots._panels import _param_unit
+
+    window = tables["window"]
+    spans = window_spans_of(window)
+    ppc = tables.get("ppc")
+    has_ppc = ppc is not None and not ppc.empty
+    ema = ppc[ppc["channel"] == "ema"] if has_ppc else None
     figs = {
         "posterior_belief_curves": posterior_belief_curves(
-            curves, arm_labels=labels, window=window_spans_of(window), title_note=note
+            tables["curves"], arm_labels=labels, window=spans, title_note=note, observed=ema
         ),
-        "contrast_forest": contrast_forest(contrasts, title_note=note),
+        "contrast_forest": contrast_forest(tables["contrasts"], title_note=note),
         "window_posterior": window_posterior(window, arm_labels=labels, title_note=note),
     }
+    if has_ppc:
+        figs["posterior_predictive_check"] = posterior_predictive_check(
+            ppc, arm_labels=labels, window=spans, title_note=note
+        )
+    if traces:
+        units = {name: _param_unit(name) for name in traces}
+        figs["trace_rank"] = trace_rank_plots(traces, units, title_note=note)
     paths = []
     for name, fig in figs.items():
         paths += save_figure(fig, folder, name, ("png", "svg"))
     append_captions(folder, figs)
     return paths
+
+
+def redraw_fit_figures(fit_dir: Path) -> list[Path]:
+    """Redraw a fit folder's figures from its own files (tables, posterior.nc, diagnostics.json):
+    no data, config or refit needed, so a fit of a trial's own data redraws as well as a simulation's."""
+    fit_dir = Path(fit_dir)
+    if not (fit_dir / "posterior.nc").is_file():
+        raise FileNotFoundError(f"{fit_dir} is not a fit folder (no posterior.nc)")
+    tables = {k: pd.read_csv(fit_dir / f) for k, f in FIT_TABLES.items() if (fit_dir / f).is_file()}
+    missing = sorted(set(FIT_TABLES) - set(tables) - {"ppc"})  # ppc.csv: fits from before it existed
+    if missing:
+        raise FileNotFoundError(f"{fit_dir} lacks {', '.join(FIT_TABLES[m] for m in missing)}: refit it")
+    idata = az.from_netcdf(str(fit_dir / "posterior.nc"))
+    cfg = config_from_yaml(idata.posterior.attrs["config_yaml"])
+    diag = json.loads((fit_dir / "diagnostics.json").read_text())
+    (fit_dir / "figures").mkdir(exist_ok=True)
+    return draw_fit_figures(
+        arm_labels(cfg), tables, chain_draws(idata), fit_dir / "figures", flag_text(diag["failures"])
+    )
+
+
+def config_from_yaml(text: str) -> Config:
+    import yaml
+
+    from plasticity_rl.config import config_from_dict
+
+    return config_from_dict(yaml.safe_load(text))
 
 
 def append_captions(folder: Path, figs: dict) -> None:

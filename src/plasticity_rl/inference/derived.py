@@ -1,7 +1,9 @@
-"""What a fit computes from every posterior draw: per-patient log-likelihoods and arm-mean beliefs.
+"""What a fit computes from every posterior draw: log-likelihoods, arm-mean beliefs, replicated ratings.
 
-The log-likelihood of each patient (the unit of leave-one-patient-out comparison) and each arm's
-mean V(t) and S(t) at the start of each day, from the same trajectories the likelihood runs.
+The log-likelihood of each patient (the unit of leave-one-patient-out comparison), each arm's
+mean V(t) and S(t) at the start of each day, from the same trajectories the likelihood runs, and
+one replicated data set (every recorded EMA rating and visit score drawn again from the model:
+the posterior predictive check's ``ema`` and ``visits``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,15 @@ import jax.numpy as jnp
 
 from plasticity_rl._engine.devices import device_split, on_devices
 from plasticity_rl._engine.xla import fit_program, jit_fit_program
-from plasticity_rl.inference.model import ModelSpec, cohort_trajectories, patient_log_lik, with_fixed
+from plasticity_rl.inference.model import (
+    ModelSpec,
+    cohort_trajectories,
+    patient_log_lik,
+    sampled_trajectories,
+    with_fixed,
+)
 from plasticity_rl.inference.prepare import ModelInputs
+from plasticity_rl.observe import beliefs_at_step_start, draw_ema, draw_visits, visit_mean, visit_sd
 
 
 def patient_values(spec: ModelSpec, samples: dict) -> dict:
@@ -26,8 +35,9 @@ def patient_values(spec: ModelSpec, samples: dict) -> dict:
     return out
 
 
-def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):
-    """One draw's per-patient log-likelihood (N,) and arm-mean V, S at the start of each day."""
+def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, key):
+    """One draw's per-patient log-likelihood (N,), arm-mean V, S at the start of each day, and
+    replicated ratings: EMA (N, days) and visit scores (N, K), NaN where none was recorded."""
     traj = cohort_trajectories(spec, theta, x)
     ll = patient_log_lik(spec, theta, x, traj)
     tr, V0 = traj
@@ -38,35 +48,70 @@ def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, step
     S = jnp.concatenate([S0[:, None], tr.S], axis=1)[:, day_steps]
     onehot = jax.nn.one_hot(x.arm_index, n_arms, dtype=V.dtype).T  # (arms, N)
     weights = onehot / jnp.maximum(onehot.sum(axis=1, keepdims=True), 1.0)
-    return ll, weights @ V, weights @ S
+    return (ll, weights @ V, weights @ S) + replicated_ratings(spec, x, theta, traj, key)
+
+
+def replicated_ratings(spec: ModelSpec, x: ModelInputs, theta: dict, traj, key):
+    """(ema (N, days), visits (N, K)): each recorded rating drawn again from the model, NaN elsewhere.
+
+    With the outcomes integrated out (the marginal likelihood), the curves in ``traj`` are
+    expectations; a replicated data set then draws the outcomes too
+    (:func:`plasticity_rl.inference.model.sampled_trajectories`), so its ratings vary as a new
+    patient's would. With logged outcomes the beliefs are known and only the ratings are drawn.
+    """
+    k_traj, k_ema, k_visit = jax.random.split(key, 3)
+    if spec.likelihood == "marginal":
+        traj = sampled_trajectories(spec, theta, x, k_traj)
+    tr, V0 = traj
+    nan = jnp.float32(jnp.nan)
+    ema = jnp.full(x.ema.shape, nan)
+    if spec.has_ema:
+        ema = jnp.where(x.ema_mask, draw_ema(k_ema, tr.V[:, x.ema_step], theta["phi"]), nan)
+    visits = jnp.full(x.visit_score.shape, nan)
+    if spec.has_visits:
+        mean = visit_mean(beliefs_at_step_start(tr.V, V0, x.visit_step), spec.m_max, x.visit_D, x.visit_E)
+        sd = visit_sd(x.visit_treated, theta["sigma_baseline"], theta["sigma_treated"])
+        visits = jnp.where(x.visit_mask, draw_visits(k_visit, mean, sd), nan)
+    return ema, visits
 
 
 @fit_program(static_argnames=("spec", "n_arms", "steps_per_day", "batch"))
-def derived(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, batch: int = 64):
+def derived(
+    spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, key, index, batch: int = 64
+):
     """draw_outputs over flattened draws (leading axis), in batches to bound memory.
 
-    Jitted with the data as an argument, so another data set of the same shape reuses it.
+    ``index`` (S,): each draw's number; its replicated ratings use ``fold_in(key, index)``, so
+    they are the same however the draws are split over devices. Jitted with the data as an
+    argument, so another data set of the same shape reuses it.
     """
-    return jax.lax.map(lambda th: draw_outputs(spec, x, th, n_arms, steps_per_day), theta, batch_size=batch)
+
+    def one(a):
+        th, i = a
+        return draw_outputs(spec, x, th, n_arms, steps_per_day, jax.random.fold_in(key, i))
+
+    return jax.lax.map(one, (theta, index), batch_size=batch)
 
 
 @cache
 def _derived_pmapped(spec: ModelSpec, n_arms: int, steps_per_day: int, n_devices: int):
     return jit_fit_program(
         jax.pmap(
-            lambda x, theta: derived.inline(spec, x, theta, n_arms, steps_per_day),
+            lambda shared, b: derived.inline(spec, shared[0], b[0], n_arms, steps_per_day, shared[1], b[1]),
             in_axes=(None, 0),
             devices=jax.local_devices()[:n_devices],
         )
     )
 
 
-def derived_on_devices(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int):
+def derived_on_devices(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, key):
     """:func:`derived` with the draws split over the local devices, when there are several.
 
     Flagship fit, 4,000 draws, 4 host devices on 2 cores: 1.37 -> 0.98 s (benchmarks/README.md).
     """
-    D = device_split(jax.tree.leaves(theta)[0].shape[0])
+    n = jax.tree.leaves(theta)[0].shape[0]
+    index = jnp.arange(n, dtype=jnp.int32)
+    D = device_split(n)
     if D < 2:
-        return derived(spec, x, theta, n_arms, steps_per_day)
-    return on_devices(_derived_pmapped(spec, n_arms, steps_per_day, D), x, theta, D)
+        return derived(spec, x, theta, n_arms, steps_per_day, key, index)
+    return on_devices(_derived_pmapped(spec, n_arms, steps_per_day, D), (x, key), (theta, index), D)

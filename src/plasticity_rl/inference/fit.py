@@ -266,7 +266,7 @@ def _run_svi(model, x, init, draws_total, seed, progress, steps, guide_kind, lea
 
 
 def _idata(data: FitData, spec: ModelSpec, x: ModelInputs, samples, stats, derived_out, attrs):
-    ll, V_arm, S_arm = derived_out
+    ll, V_arm, S_arm, ema_rep, visits_rep = derived_out
     coords = {
         "patient": np.asarray(data.patient_ids),
         "arm": list(data.arm_names),
@@ -326,7 +326,7 @@ def _idata(data: FitData, spec: ModelSpec, x: ModelInputs, samples, stats, deriv
         posterior=posterior,
         sample_stats=stats,
         log_likelihood={"obs": ll},
-        posterior_predictive={"V_arm": V_arm, "S_arm": S_arm},
+        posterior_predictive={"V_arm": V_arm, "S_arm": S_arm, "ema": ema_rep, "visits": visits_rep},
         observed_data=observed,
         constant_data=constant,
         coords=coords,
@@ -478,7 +478,9 @@ def fit(
     lead = next(iter(samples.values())).shape[:2]
     theta = {k: jnp.asarray(flat[k].reshape((math.prod(lead),) + flat[k].shape[2:])) for k in keys}
     t1 = time.perf_counter()
-    out = derived_on_devices(spec, x, theta, len(fd.arm_names), fd.steps_per_day)
+    # The replicated ratings' own stream of the seed (the sampler's key is jax.random.key(seed))
+    ppc_key = jax.random.fold_in(jax.random.key(seed), 0x9C)
+    out = derived_on_devices(spec, x, theta, len(fd.arm_names), fd.steps_per_day, ppc_key)
     out = tuple(np.asarray(o).reshape(lead + o.shape[1:]) for o in out)
     attrs["derived_seconds"] = round(time.perf_counter() - t1, 3)
     return _idata(fd, spec, x, samples, stats, out, attrs)

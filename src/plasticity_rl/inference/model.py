@@ -407,6 +407,24 @@ def expected_trajectories(spec: ModelSpec, p: dict, g_k, x: ModelInputs) -> Traj
     return Trajectory(alpha=r["alpha"].T, alpha_neg=alpha_neg, V=mom.mV, S=mom.mS)
 
 
+def sampled_trajectories(spec: ModelSpec, theta: dict, x: ModelInputs, key) -> tuple[Trajectory, jax.Array]:
+    """The beliefs under everyday and corrective outcomes drawn from their distributions.
+
+    What the marginal likelihood integrates over, drawn once: everyday outcomes ~ Bernoulli(mu_o),
+    each corrective experience of an attended session ~ Bernoulli(p_c) of its arm and step; then
+    the recurrence the conditional likelihood runs. For a posterior predictive draw of data
+    whose outcomes were not recorded.
+    """
+    k_every, k_corr = jax.random.split(key)
+    everyday = jax.random.bernoulli(k_every, spec.mu_o, x.everyday.shape).astype(x.everyday.dtype)
+    p_c = x.session_p[x.arm_index][..., None]  # (N, T, 1)
+    corrective = jax.random.bernoulli(k_corr, p_c, x.corrective.shape).astype(x.corrective.dtype)
+    drawn = x._replace(everyday=everyday, corrective=corrective)
+    return cohort_trajectories(
+        replace(spec, likelihood="conditional"), theta, drawn, dense_session_maps=False
+    )
+
+
 def marginal_patient_log_lik(spec: ModelSpec, theta: dict, x: ModelInputs):
     """Per-patient log-likelihood (N,) with the outcomes integrated out (inference/filter.py)."""
     model = spec.belief_model

@@ -28,7 +28,12 @@ from plasticity_rl.plots.figures import (
     save_figure,
     timing_curve,
 )
-from plasticity_rl.plots.inference import contrast_forest, posterior_belief_curves, window_posterior
+from plasticity_rl.plots.inference import (
+    contrast_forest,
+    posterior_belief_curves,
+    posterior_predictive_check,
+    window_posterior,
+)
 from plasticity_rl.plots.lesson import kernel_and_alpha, prediction_error_step, timing_heatmap
 from plasticity_rl.plots.run_lessons import default_patient, render_lesson_figures, single_patient
 from plasticity_rl.plots.style import (
@@ -46,7 +51,7 @@ from plasticity_rl.plots.style import (
     shade_window,
     window_spans,
 )
-from plasticity_rl.plots.trust import loo_comparison, recovery_scatter, sbc_ranks
+from plasticity_rl.plots.trust import loo_comparison, recovery_scatter, sbc_ranks, trace_rank_plots
 from plasticity_rl.plots.validation import clinician_vs_published, published_targets
 
 __all__ = [
@@ -85,8 +90,10 @@ __all__ = [
     "figure_title",
     "loo_comparison",
     "posterior_belief_curves",
+    "posterior_predictive_check",
     "recovery_scatter",
     "sbc_ranks",
+    "trace_rank_plots",
     "shade_spans",
     "window_posterior",
 ]

@@ -8,7 +8,9 @@ house style of :mod:`plasticity_rl.plots.style`, with a caption attached (read i
 - :func:`posterior_belief_curves`: each arm's population-mean V(t) and S(t), posterior mean and
   94% HDI (``analysis.arm_curves``), the plasticity window shaded;
 - :func:`contrast_forest`: differences between arms at chosen days (``analysis.belief_contrasts``);
-- :func:`window_posterior`: the fitted learning rate α(t) per arm (``analysis.window_curve``).
+- :func:`window_posterior`: the fitted learning rate α(t) per arm (``analysis.window_curve``);
+- :func:`posterior_predictive_check`: each arm's observed mean ratings against the fit's replicated
+  data (``analysis.ppc_arm_means``).
 
 The figures that say whether to trust a fit (recovery, SBC, LOO) are in :mod:`plasticity_rl.plots.trust`.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
@@ -71,12 +74,15 @@ def posterior_belief_curves(
     window: Sequence[tuple[float, float]] | None = None,
     *,
     title_note: str | None = None,
+    observed: pd.DataFrame | None = None,
 ) -> Figure:
     """Each arm's population-mean V(t) and S(t): posterior mean line, 94% HDI band.
 
     ``curves``: columns belief ('V' / 'S'), arm, day, mean, hdi_low, hdi_high (as
     ``analysis.arm_curves``). ``arm_labels``: arm -> legend label. ``window``: (start, end)
     days of the plasticity window, shaded as :func:`plasticity_rl.plots.shade_window` does.
+    ``observed``: the data on V's panel, each arm's mean EMA rating per day (columns arm, day,
+    observed: the ``ema`` rows of ``analysis.ppc_arm_means``); a rating's expectation is V.
     """
     _require(curves, ["belief", "arm", "day", "mean", "hdi_low", "hdi_high"], "posterior_belief_curves")
     beliefs = [b for b in ("V", "S") if (curves["belief"] == b).any()]
@@ -101,15 +107,27 @@ def posterior_belief_curves(
                 )
             for arm, d in per_arm.items():
                 (lines[arm],) = ax.plot(d["day"], d["mean"], color=colors[arm])
+            if which == "V" and observed is not None and not observed.empty:
+                for arm in per_arm:
+                    o = observed[observed["arm"].astype(str) == arm]
+                    ax.plot(o["day"], o["observed"], "o", color=colors[arm], ms=3.5, alpha=0.75, mew=0)
             ax.set_xlabel(DAYS_LABEL)
             title(ax, BELIEF_TITLES[which])
         axes[0, 0].set_ylabel(BELIEF_LABEL)
         axes[0, 0].margins(y=0.05)
         band = Patch(color="0.4", alpha=BAND_ALPHA + 0.1, lw=0)
+        dots = (
+            []
+            if observed is None or observed.empty
+            else [Line2D([], [], ls="none", marker="o", ms=5, color="0.3")]
+        )
         _legend(
             axes[0, -1],
-            list(lines.values()) + [band] + [m[0] for m in marks],
-            [_label(arm_labels, a) for a in lines] + ["94% HDI (band)"] + [m[1] for m in marks],
+            list(lines.values()) + [band] + dots + [m[0] for m in marks],
+            [_label(arm_labels, a) for a in lines]
+            + ["94% HDI (band)"]
+            + ["observed: arm's mean EMA rating (dots)"] * len(dots)
+            + [m[1] for m in marks],
         )
         _suptitle(fig, "Fitted beliefs per arm (posterior mean, 94% HDI)", title_note)
     win_txt = (
@@ -123,7 +141,115 @@ def posterior_belief_curves(
         f"94% highest-density intervals (HDI), for V, the day-to-day expectation that an experience goes "
         f"well (left), and S, the slow core belief (schema) V relaxes toward"
         f"{' (right)' if len(beliefs) > 1 else ''}.{win_txt} Estimated from the fitted model, so the "
-        f"bands carry the uncertainty of the fit, not the spread between patients.{_flag_caption(title_note)}",
+        f"bands carry the uncertainty of the fit, not the spread between patients."
+        + (
+            " Dots: the data, each arm's mean daily EMA rating (a rating's expectation is V at the end "
+            "of its day), over the patients who rated that day."
+            if observed is not None and not observed.empty
+            else ""
+        )
+        + _flag_caption(title_note),
+    )
+
+
+PPC_LABELS = {
+    "ema": "mean EMA rating\n(0–1; higher = better)",
+    "visits": "clinician score\n(MADRS-like points)",
+}
+WARN_DOT = "#D55E00"  # Okabe-Ito vermillion: an observed mean outside its band
+
+
+def posterior_predictive_check(
+    ppc: pd.DataFrame,
+    arm_labels: Mapping[str, str] | None = None,
+    window: Sequence[tuple[float, float]] | None = None,
+    *,
+    title_note: str | None = None,
+) -> Figure:
+    """Observed arm means (dots) against the same means of the fit's replicated data (bands).
+
+    ``ppc``: as ``analysis.ppc_arm_means`` (channel, arm, day, n, observed, replicated_mean,
+    replicated_low, replicated_high). One panel per channel recorded.
+    """
+    _require(
+        ppc,
+        ["channel", "arm", "day", "observed", "replicated_low", "replicated_high"],
+        "posterior_predictive_check",
+    )
+    channels = [c for c in ("ema", "visits") if (ppc["channel"] == c).any()]
+    if not channels:
+        raise ValueError(
+            "posterior_predictive_check: no ratings to check (column 'channel' has neither ema nor visits)"
+        )
+    arms = _arms_in_order(ppc["arm"])
+    colors = arm_colors(arms)
+    inside = (ppc["observed"] >= ppc["replicated_low"]) & (ppc["observed"] <= ppc["replicated_high"])
+    size = (max(7.0, 3.1 * len(arms) + 1.2), 3.3 * len(channels) + 1.6)
+    with house_style():
+        # One panel per arm and channel: overlaid, five arms' bands hide one another.
+        fig, axes = new_figure(len(channels), len(arms), figsize=size, sharex=True, sharey="row")
+        marks: list = []
+        for row, channel in enumerate(channels):
+            sub = ppc[ppc["channel"] == channel]
+            daily = sub.groupby("arm")["day"].nunique().max() > 12  # daily: a band; a few visits: bars
+            for col, arm in enumerate(arms):
+                ax = axes[row, col]
+                marks = shade_spans(ax, window or [], label="plasticity window")
+                d = sub[sub["arm"].astype(str) == arm].sort_values("day")
+                c = colors[arm]
+                if daily:
+                    ax.fill_between(
+                        d["day"], d["replicated_low"], d["replicated_high"], color=c, alpha=0.3, lw=0
+                    )
+                else:
+                    err = np.vstack(
+                        [
+                            d["replicated_mean"] - d["replicated_low"],
+                            d["replicated_high"] - d["replicated_mean"],
+                        ]
+                    )
+                    ax.errorbar(d["day"], d["replicated_mean"], yerr=err, color=c, lw=7, alpha=0.3, ls="none")
+                out = ~inside[d.index]
+                ax.plot(d["day"][~out], d["observed"][~out], "o", color="black", ms=4 if daily else 6)
+                ax.plot(
+                    d["day"][out],
+                    d["observed"][out],
+                    "o",
+                    color=WARN_DOT,
+                    mfc="white",
+                    mew=1.8,
+                    ms=5 if daily else 7,
+                )
+                if row == 0:
+                    title(ax, textwrap.fill(_label(arm_labels, arm), 22))  # five columns: wrap long labels
+                if row == len(channels) - 1:
+                    ax.set_xlabel(DAYS_LABEL)
+            n_in, n_all = int(inside[sub.index].sum()), len(sub)
+            axes[row, 0].set_ylabel(f"{PPC_LABELS[channel]}\n{n_in} of {n_all} inside", fontsize=12)
+        handles = [
+            Line2D([], [], ls="none", marker="o", color="black", ms=6),
+            Line2D([], [], ls="none", marker="o", color=WARN_DOT, mfc="white", mew=1.8, ms=6),
+            Patch(color="0.4", alpha=0.35, lw=0),
+        ] + [m[0] for m in marks]
+        labels = [
+            "observed arm mean",
+            "observed, outside the band",
+            "replicated data: 94% interval of the arm mean",
+        ] + [m[1] for m in marks]
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=12)
+        _suptitle(
+            fig, "Posterior predictive check: the data against data replicated from the fit", title_note
+        )
+    share = f"{int(inside.sum())} of {len(ppc)} ({inside.mean():.0%})"
+    return attach_caption(
+        fig,
+        f"Posterior predictive check. Dots: each arm's observed mean rating on each day (left: daily "
+        f"EMA ratings, 0–1, higher is better; a day's rating is placed at the day's end) or at each "
+        f"visit (clinician scores, MADRS-like, lower is better). Bands or bars: the central 94% of the "
+        f"same mean over data sets replicated from the fitted model (one per posterior draw, the same "
+        f"patients and the same recorded ratings; with the everyday outcomes unrecorded, each replicate "
+        f"draws those outcomes too). {share} observed means fall inside their band; about 94% should "
+        f"if the model fits, and a run of dots outside is a misfit worth a look.{_flag_caption(title_note)}",
     )
 
 

@@ -334,3 +334,69 @@ def loo_comparison(
         )
         + _flag_caption(title_note),
     )
+
+
+# ----------------------------------------------------------------------------- 7. traces and ranks
+
+CHAIN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def trace_rank_plots(
+    draws: dict[str, np.ndarray], units: dict[str, str] | None = None, *, title_note: str | None = None
+) -> Figure:
+    """Trace and rank plots of parameters sampled by several chains: one row per parameter.
+
+    ``draws``: name -> (chain, draw) array; ``units``: name -> unit for the axis labels. Left:
+    each chain's draws in order (they should overlap as one band, with no trend). Right: each
+    chain's histogram of the ranks of its draws among all chains' (Vehtari et al. 2021): flat and
+    alike if the chains sample one distribution, the dashed line the count a flat one would have.
+    """
+    if not draws:
+        raise ValueError("trace_rank_plots: no parameters to draw")
+    names = list(draws)
+    n_chain, n_draw = np.asarray(draws[names[0]]).shape
+    if n_chain < 2:
+        raise ValueError("trace_rank_plots: rank plots need two or more chains")
+    bins = max(5, min(20, n_draw // 25))
+    units = units or {}
+    with house_style():
+        fig, axes = new_figure(
+            len(names),
+            2,
+            figsize=(FIGSIZE_WIDE[0], 1.9 * len(names) + 1.6),
+            gridspec_kw={"width_ratios": [2.2, 1]},
+        )
+        for row, name in enumerate(names):
+            x = np.asarray(draws[name], np.float64)
+            ranks = stats.rankdata(x.reshape(-1)).reshape(x.shape)
+            tax, rax = axes[row]
+            for c in range(n_chain):
+                color = CHAIN_COLORS[c % len(CHAIN_COLORS)]
+                tax.plot(np.arange(n_draw), x[c], color=color, lw=0.6, alpha=0.8)
+                counts, edges = np.histogram(ranks[c], bins=bins, range=(0.5, x.size + 0.5))
+                rax.stairs(counts, edges, color=color, lw=1.6)
+            rax.axhline(n_draw / bins, color="0.3", ls="--", lw=1.2)
+            unit = units.get(name, "")
+            tax.set_ylabel(f"{name}\n({unit})" if unit else name, fontsize=11)
+            rax.set_ylabel("draws per bin", fontsize=11)
+            rax.set_ylim(bottom=0)
+            if row == len(names) - 1:
+                tax.set_xlabel("draw (after warm-up)")
+                rax.set_xlabel(f"rank among all {x.size} draws")
+        title(axes[0, 0], "trace: each chain's draws in order")
+        title(axes[0, 1], "rank histogram per chain")
+        handles = [Line2D([], [], color=CHAIN_COLORS[c % len(CHAIN_COLORS)], lw=2) for c in range(n_chain)]
+        fig.legend(
+            handles, [f"chain {c + 1}" for c in range(n_chain)], loc="outside lower center", ncols=n_chain
+        )
+        _suptitle(fig, "Sampler check: traces and rank plots of the group parameters", title_note)
+    return attach_caption(
+        fig,
+        f"Trace (left) and rank (right) plots of the group-level parameters, {n_chain} chains of "
+        f"{n_draw} draws after warm-up, one colour per chain. A sampler that has converged shows "
+        f"traces that overlap as one band with no trend or stuck stretch, and rank histograms that "
+        f"are flat and alike across chains (dashed: the count per bin of a flat one); a chain whose "
+        f"ranks pile up at one end sampled a different region (Vehtari et al. 2021, Bayesian "
+        f"Analysis 16:667). R-hat and ESS for every parameter are in diagnostics.json."
+        + _flag_caption(title_note),
+    )
