@@ -213,6 +213,28 @@ def test_fit_fix_holds_a_parameter_and_records_it(tiny_sim, tmp_path):
     assert "mu_A" in summary.index and "kappa" not in summary.index
 
 
+def test_figures_redraws_a_fit_folder_from_its_own_files(tiny_sim, tmp_path):
+    """`figures FIT` needs nothing but the fit folder: moved away from its data and its
+    figures deleted, it draws them again, the posterior predictive check among them."""
+    import shutil
+
+    res = runner.invoke(app, ["fit", str(tiny_sim), "--method", "svi", "-o", str(tmp_path / "f"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    ppc = pd.read_csv(tmp_path / "f" / "ppc.csv")
+    assert set(ppc["channel"]) == {"ema", "visits"} and ppc["observed"].notna().all()
+    moved = tmp_path / "elsewhere" / "fit"
+    shutil.move(tmp_path / "f", moved)
+    drawn = sorted(p.name for p in (moved / "figures").glob("*.png"))
+    assert "posterior_predictive_check.png" in drawn
+    shutil.rmtree(moved / "figures")
+    res = runner.invoke(app, ["figures", str(moved), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (moved / "figures").glob("*.png")) == drawn
+    assert "## posterior_predictive_check" in (moved / "figures" / "captions.md").read_text()
+    res = runner.invoke(app, ["figures", str(tmp_path / "elsewhere")])
+    assert res.exit_code == 2 and "neither a run folder" in res.output
+
+
 @pytest.mark.parametrize(
     ("fix", "message"),
     [

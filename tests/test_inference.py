@@ -624,3 +624,68 @@ def test_integrated_loo_is_stable_where_conditional_loo_is_not(sim, good_fit):
     # moves with the fit's draws (it was 6 of 18 before the likelihood's reverse pass changed).
     assert (k_cond > 0.7).sum() >= 1
     assert k_int.max() < 0.7, k_int  # measured: 0.49
+
+
+# ----------------------------------------------------------------------------- posterior predictive
+
+
+def test_posterior_predictive_replicates_every_recorded_rating_and_arviz_reads_it(sim, good_fit, tmp_path):
+    """posterior_predictive holds one replicated data set per draw, NaN exactly where no rating
+    was recorded, so az.plot_ppc works on posterior.nc; a model fitted to its own simulated data
+    predicts the observed arm means (most fall inside their 94% band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from plasticity_rl.analysis import ppc_arm_means
+
+    path = tmp_path / "posterior.nc"
+    good_fit.to_netcdf(str(path))
+    idata = az.from_netcdf(str(path))
+    pp, obs = idata.posterior_predictive, idata.observed_data
+    for name, lo, hi in (("ema", 0.0, 1.0), ("visits", 0.0, 60.0)):
+        rep = pp[name].values
+        assert rep.shape == (2, 150) + obs[name].shape
+        assert (np.isnan(rep) == np.isnan(obs[name].values)[None, None]).all()
+        assert np.nanmin(rep) >= lo and np.nanmax(rep) <= hi
+        spread = np.std(rep, axis=(0, 1))[np.isfinite(obs[name].values)]
+        assert spread.min() > 0  # every recorded rating varies between replicates
+        az.plot_ppc(idata, var_names=[name], num_pp_samples=20)
+    ppc = ppc_arm_means(idata)
+    assert set(ppc["channel"]) == {"ema", "visits"}
+    inside = (ppc["observed"] >= ppc["replicated_low"]) & (ppc["observed"] <= ppc["replicated_high"])
+    assert inside.mean() > 0.8, ppc[~inside]
+    counts = ppc.groupby("channel")["n"].sum()  # every recorded rating is in one arm mean
+    assert counts["ema"] == np.isfinite(obs["ema"].values).sum()
+    assert counts["visits"] == np.isfinite(obs["visits"].values).sum()
+
+
+def test_replicates_of_unrecorded_outcomes_vary_as_the_belief_moments_say(sim):
+    """With the outcomes integrated out, a replicated data set draws them again
+    (model.sampled_trajectories). Over 4,000 draws at the true parameters, V's mean and variance
+    at every step match the moments the marginal likelihood propagates (models/moments.py)."""
+    from plasticity_rl.inference.model import (
+        cohort_drive,
+        group_params,
+        sampled_trajectories,
+        with_fixed,
+    )
+    from plasticity_rl.inference.prepare import prepare
+    from plasticity_rl.models.moments import belief_moments
+
+    fd = prepare(sim)
+    _, spec, x = build(fd, likelihood="marginal")
+    theta = with_fixed(spec, true_theta(fd, sim.params), fd.n_patients)
+    draws = jax.jit(jax.vmap(lambda k: sampled_trajectories(spec, theta, x, k)[0].V))(
+        jax.random.split(jax.random.key(5), 4000)
+    )  # (4000, N, T)
+    model = spec.belief_model
+    p = {**group_params(spec, theta), **{n: theta[n] for n in model.patient_params}}
+    a = x.arm_index
+    g_k = cohort_drive(spec, theta, x)
+    mom = belief_moments(model, p, g_k[a], x.gate[a], spec.mu_o, x.n_corr, x.session_p[a], spec.n_max)
+    mean, var = np.asarray(draws).mean(0), np.asarray(draws).var(0)
+    se = np.sqrt(np.asarray(mom.PVV) / 4000) + 1e-6
+    assert np.abs((mean - np.asarray(mom.mV)) / se).max() < 5.0
+    rel = var[:, 8:] / np.asarray(mom.PVV)[:, 8:]  # after the first day, once V has spread
+    assert np.abs(rel - 1).max() < 0.2, np.abs(rel - 1).max()
+    assert np.abs(np.median(rel) - 1) < 0.03

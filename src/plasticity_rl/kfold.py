@@ -89,7 +89,10 @@ def refit_plan(fit_dir: Path) -> RefitPlan:
             "draws": int(a.get("draws", post.sizes["draw"])),
             "target_accept": float(a.get("target_accept", 0.8)),
             "max_tree_depth": int(a.get("max_tree_depth", 10)),
-            "mass_matrix": str(a.get("mass_matrix", "dense-group")),
+            # attrs["mass_matrix"] describes the adapted matrix ("dense over the group-level ...")
+            "mass_matrix": "diagonal"
+            if str(a.get("mass_matrix", "")).startswith("diagonal")
+            else "dense-group",
             "warm_start": bool(a.get("warm_start_requested", 1)),
         }
     else:

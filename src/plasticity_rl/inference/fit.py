@@ -453,7 +453,6 @@ def fit(
                 "chain_method": cm,
                 "target_accept": target_accept,
                 "max_tree_depth": max_tree_depth,
-                "mass_matrix": mass_matrix,
                 "warm_start_requested": int(warm_start),
             }
         )
