@@ -218,8 +218,13 @@ def test_figures_redraws_a_fit_folder_from_its_own_files(tiny_sim, tmp_path):
     figures deleted, it draws them again, the posterior predictive check among them."""
     import shutil
 
-    res = runner.invoke(app, ["fit", str(tiny_sim), "--method", "svi", "-o", str(tmp_path / "f"), "--quiet"])
+    chosen = ["--contrast", "ketamine_cbt_window:ketamine", "--contrast-days", "7,14"]
+    argv = ["fit", str(tiny_sim), "--method", "svi", *chosen, "-o", str(tmp_path / "f"), "--quiet"]
+    res = runner.invoke(app, argv)
     assert res.exit_code == 0, res.output
+    contrasts = pd.read_csv(tmp_path / "f" / "contrasts.csv")  # the contrasts asked for, no others
+    assert set(zip(contrasts["arm_a"], contrasts["arm_b"])) == {("ketamine_cbt_window", "ketamine")}
+    assert sorted(set(contrasts["day"])) == [7.0, 14.0]
     ppc = pd.read_csv(tmp_path / "f" / "ppc.csv")
     assert set(ppc["channel"]) == {"ema", "visits"} and ppc["observed"].notna().all()
     moved = tmp_path / "elsewhere" / "fit"
@@ -233,6 +238,20 @@ def test_figures_redraws_a_fit_folder_from_its_own_files(tiny_sim, tmp_path):
     assert "## posterior_predictive_check" in (moved / "figures" / "captions.md").read_text()
     res = runner.invoke(app, ["figures", str(tmp_path / "elsewhere")])
     assert res.exit_code == 2 and "neither a run folder" in res.output
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--contrast", "ketamine:placebos"], "--contrast: got 'ketamine:placebos'; allowed: ARM_A:ARM_B"),
+        (["--contrast", "ketamine"], "--contrast: got 'ketamine'"),
+        (["--contrast-days", "7,99"], "--contrast-days: got '99'; allowed: days from 0 to 28"),
+    ],
+)
+def test_fit_refuses_contrasts_of_arms_or_days_the_trial_lacks(tiny_sim, tmp_path, option, message):
+    res = runner.invoke(app, ["fit", str(tiny_sim), *option, "-o", str(tmp_path / "fit")])
+    assert res.exit_code == 2 and message in " ".join(res.output.split())
+    assert not (tmp_path / "fit").exists()
 
 
 @pytest.mark.parametrize(

@@ -368,6 +368,21 @@ def fit_cmd(
             show_default=False,
         ),
     ] = None,
+    contrast: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--contrast",
+            help="Arms to contrast in contrasts.csv: ARM_A:ARM_B, meaning A minus B (repeatable; default: every pair).",
+            show_default=False,
+        ),
+    ] = None,
+    contrast_days: Annotated[
+        str | None,
+        typer.Option(
+            "--contrast-days",
+            help="Days of the contrasts, comma-separated (default: the ends of the therapy blocks and the last day).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Fit folder (default: DATA/fit-<variant>).")
     ] = None,
@@ -403,6 +418,8 @@ def fit_cmd(
             fit_window=not fixed_window,
             fixed=tuple(sorted(held.items())),
             likelihood=likelihood,
+            contrasts=_parse_contrasts(contrast or [], cfg),
+            contrast_days=_parse_days(contrast_days, cfg),
         )
         if likelihood not in (None, "marginal", "conditional"):
             raise ConfigError([f"--likelihood: got {likelihood!r}; allowed: marginal, conditional"])
@@ -432,6 +449,40 @@ def _parse_columns(text: str | None) -> dict[str, str]:
             raise ConfigError([f"--columns: got {item.strip()!r}; allowed: OLD=NEW pairs, comma-separated"])
         mapping[old.strip()] = new.strip()
     return mapping
+
+
+def _parse_contrasts(items: list[str], cfg) -> tuple[tuple[str, str], ...]:
+    """``--contrast A:B`` options as (A, B) pairs of the config's arm names."""
+    names = [a.name for a in cfg.all_arms()]
+    pairs = []
+    for item in items:
+        a, sep, b = (part.strip() for part in item.partition(":"))
+        if not sep or a not in names or b not in names or a == b:
+            raise ConfigError(
+                [f"--contrast: got {item!r}; allowed: ARM_A:ARM_B, two different arms of {', '.join(names)}"]
+            )
+        pairs.append((a, b))
+    return tuple(pairs)
+
+
+def _parse_days(text: str | None, cfg) -> tuple[float, ...]:
+    """``--contrast-days 12,26,56`` as days within the trial."""
+    days = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        try:
+            day = float(item)
+        except ValueError:
+            day = float("nan")
+        if not 0 <= day <= cfg.experiment.days:
+            raise ConfigError(
+                [
+                    f"--contrast-days: got {item.strip()!r}; allowed: days from 0 to {cfg.experiment.days}, comma-separated"
+                ]
+            )
+        days.append(day)
+    return tuple(days)
 
 
 def _parse_fix(items: list[str], variant: str, cfg) -> dict[str, float]:

@@ -94,6 +94,8 @@ class FitSettings:
     fit_window: bool = True  # fit the kernel's time constants (False: hold them at the config's)
     fixed: tuple[tuple[str, float], ...] = ()  # parameters held at a value (name, value)
     likelihood: str | None = None  # "conditional" or "marginal"; None: what the config and data say
+    contrasts: tuple[tuple[str, str], ...] = ()  # (arm_a, arm_b) pairs for contrasts.csv; (): every pair
+    contrast_days: tuple[float, ...] = ()  # days of contrasts.csv; (): from the design (analysis.py)
 
 
 def resolve_chain_method(chains: int, chain_method: ChainMethod = "auto") -> str:
