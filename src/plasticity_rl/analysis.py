@@ -172,7 +172,7 @@ def ppc_arm_means(idata: az.InferenceData, prob: float = HDI_PROB) -> pd.DataFra
     rows = []
     for channel, day_of in channels.items():
         observed = np.asarray(obs[channel], np.float64)
-        replicated = _draws(pp[channel])  # (S, N, ...)
+        replicated = _draws(pp[channel]).astype(np.float64)  # (S, N, ...); stored as float16
         recorded = np.isfinite(observed)
         for a, arm in enumerate(arms):
             in_arm = recorded & (arm_index == a).reshape((-1,) + (1,) * (observed.ndim - 1))
