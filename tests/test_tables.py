@@ -66,3 +66,48 @@ def test_files_that_are_not_tables_are_refused_by_name(folder, file, content, wo
         read_tables(folder)
     for word in words:
         assert word in str(err.value), str(err.value)
+
+
+def _clock_times(tables: dict) -> dict:
+    """The same trial in clock time: each patient's day 0 a date-time (with a UTC offset), EMA
+    ratings made in the evening of their day, visits at their day's exact time."""
+    out = {k: v.copy() for k, v in tables.items()}
+    patients = out["patients"]
+    start = pd.Timestamp("2026-03-02T08:00:00+01:00") + pd.to_timedelta(patients["patient"] * 7, unit="D")
+    patients["start"] = start.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+    start_of = dict(zip(patients["patient"], start))
+    ema = out["ema"]
+    evening = ema["patient"].map(start_of) + pd.to_timedelta(ema["day"] + 20 / 24, unit="D")
+    out["ema"] = ema.drop(columns="day").assign(time=evening.dt.strftime("%Y-%m-%dT%H:%M"))
+    visits = out["visits"]
+    at = visits["patient"].map(start_of) + pd.to_timedelta(visits["day"], unit="D")
+    out["visits"] = visits.drop(columns="day").assign(time=at.map(lambda t: t.isoformat()))
+    return out
+
+
+def test_ratings_in_clock_time_fit_as_the_same_ratings_in_days(flagship_cfg, flagship_tables):
+    from plasticity_rl.inference.prepare import from_tables
+
+    days = {k: flagship_tables[k] for k in ("patients", "sessions", "ema", "visits")}
+    want, got = from_tables(days, flagship_cfg), from_tables(_clock_times(days), flagship_cfg)
+    np.testing.assert_array_equal(np.isnan(got.ema), np.isnan(want.ema))
+    np.testing.assert_allclose(got.ema, want.ema)
+    np.testing.assert_allclose(got.visit_day, want.visit_day, atol=1e-6)  # to the microsecond
+    np.testing.assert_array_equal(got.visit_step, want.visit_step)
+
+
+def test_clock_times_without_a_start_or_unreadable_are_refused_by_name(flagship_cfg, flagship_tables):
+    from plasticity_rl.inference.prepare import from_tables
+
+    timed = _clock_times({k: flagship_tables[k] for k in ("patients", "sessions", "ema", "visits")})
+    no_start = {**timed, "patients": timed["patients"].drop(columns="start")}
+    with pytest.raises(DataError, match="patients table needs columns 'patient' and 'start'"):
+        from_tables(no_start, flagship_cfg)
+    garbled = {
+        **timed,
+        "visits": timed["visits"].assign(time=lambda d: d["time"].where(d.index != 3, "3rd March")),
+    }
+    with pytest.raises(
+        DataError, match=r"visits table: column 'time' must hold ISO 8601 .*row 3 \('3rd March'\)"
+    ):
+        from_tables(garbled, flagship_cfg)

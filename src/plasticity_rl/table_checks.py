@@ -367,9 +367,71 @@ class TableArrays(NamedTuple):
     notes: tuple[str, ...] = ()  # what the fit should say about these tables (not errors)
 
 
+def _timestamps(name: str, df: pd.DataFrame, col: str, problems: list[str]):
+    """A column of ISO 8601 date-times as UTC (naive ones taken as UTC); unparseable cells listed."""
+    raw = df[col]
+    text = raw.astype(str).str.strip()
+    empty = raw.isna().to_numpy() | (text == "").to_numpy()
+    parsed = pd.to_datetime(text.where(~empty), errors="coerce", utc=True, format="ISO8601")
+    bad = ~empty & parsed.isna().to_numpy()
+    _listed(
+        problems,
+        f"{name} table: column {col!r} must hold ISO 8601 date-times (e.g. 2026-03-02T09:30)",
+        [f"row {i} ({raw.iloc[i]!r})" for i in np.flatnonzero(bad | empty)],
+    )
+    return None if (bad | empty).any() else parsed
+
+
+def days_from_timestamps(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``ema`` and ``visits`` given in clock time: a ``time`` column (ISO 8601) in place of ``day``,
+    turned into days since each patient's ``start`` (a column of the ``patients`` table, the
+    date-time of the patient's day 0). An EMA rating's day is the whole day it falls in; a
+    visit's day keeps its fraction. Tables with a ``day`` column are left as they are.
+    """
+    timed = [
+        n for n in ("ema", "visits")
+        if n in tables and "time" in _normalise_columns(tables[n]).columns
+        and "day" not in _normalise_columns(tables[n]).columns
+    ]  # fmt: skip
+    if not timed:
+        return tables
+    problems: list[str] = []
+    frame = _normalise_columns(tables["patients"]) if "patients" in tables else None
+    if frame is None or "start" not in frame.columns or "patient" not in frame.columns:
+        raise DataError(
+            [f"{', '.join(timed)}: times given as date-times ('time'), so the patients table needs "
+             "columns 'patient' and 'start' (each patient's day 0, ISO 8601); or give 'day' instead"]
+        )  # fmt: skip
+    pid = _patient_ids("patients", frame, problems)
+    start = _timestamps("patients", frame, "start", problems)
+    if problems:
+        raise DataError(problems)
+    start_of = dict(zip(map(str, pid), start))
+    out = dict(tables)
+    for name in timed:
+        df = _normalise_columns(tables[name])
+        ids = _patient_ids(name, df, problems)
+        when = _timestamps(name, df, "time", problems)
+        if ids is None or when is None:
+            continue
+        unknown = [str(p) for p in ids if str(p) not in start_of]
+        _listed(problems, f"{name} table: patients with no start in the patients table", sorted(set(unknown)))
+        if unknown:
+            continue
+        origin = pd.DatetimeIndex([start_of[str(p)] for p in ids])
+        days = ((pd.DatetimeIndex(when) - origin) / pd.Timedelta(days=1)).to_numpy(np.float64)
+        out[name] = df.drop(columns="time").assign(
+            day=np.floor(days).astype(np.int64) if name == "ema" else days
+        )
+    if problems:
+        raise DataError(problems)
+    return out
+
+
 def arrays_from_tables(tables: dict[str, pd.DataFrame], cfg: Config, sch: Schedules) -> TableArrays:
     """The fit's arrays from tidy tables, or one :class:`DataError` listing every problem."""
     problems: list[str] = []
+    tables = days_from_timestamps(tables)
     if "ema" not in tables and "visits" not in tables:
         raise DataError(["no ratings: give an ema table and/or a visits table"])
     if "events" in tables:
