@@ -53,6 +53,35 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     assert len(traj) == 15 * 28 * 8
 
 
+def test_figures_and_report_redraw_what_the_run_drew_and_keep_the_manifest_true(tmp_path):
+    import hashlib
+
+    res = runner.invoke(
+        app, ["run", str(tiny_config(tmp_path)), "--out", str(tmp_path / "runs"), "--no-fit", "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    (folder,) = list((tmp_path / "runs").iterdir())
+    figures = folder / "figures"
+    drawn = sorted(p.name for p in figures.iterdir())
+    captions = (figures / "captions.md").read_text()
+    for p in figures.iterdir():
+        p.unlink()
+    res = runner.invoke(app, ["figures", str(folder), "-q"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == str(folder)  # -q: the folder, nothing else
+    assert sorted(p.name for p in figures.iterdir()) == drawn  # every figure the run had
+    assert (figures / "captions.md").read_text() == captions
+    res = runner.invoke(app, ["report", str(folder), "-q"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    on_disk = {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in ("manifest.json", "provenance.json")
+    }
+    assert manifest == on_disk
+
+
 def test_same_seed_gives_identical_tables(tmp_path):
     cfg = tiny_config(tmp_path)
     for out in ("a", "b"):

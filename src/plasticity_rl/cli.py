@@ -264,26 +264,35 @@ def figures(
             with rep.stage("draw the fit's figures from its files (PNG + SVG)"):
                 paths = redraw_fit_figures(folder)
             rep.done(f"[bold]{len(paths)} files in[/bold] {folder / 'figures'}")
+            if quiet:
+                print(folder)
             return
         cfg_path = folder / "config.yaml"
         if not cfg_path.is_file():
             raise FileNotFoundError(
                 f"{folder} is neither a run folder (no config.yaml) nor a fit folder (no posterior.nc)"
             )
-        from plasticity_rl.plots import render_figures
+        from plasticity_rl.plots import render_figures, render_lesson_figures
+        from plasticity_rl.runs import write_manifest
         from plasticity_rl.simulate import simulate as simulate_cohort
 
         cfg = _load(cfg_path)
         with rep.stage("re-simulate from the resolved config"):
             sim = simulate_cohort(cfg)
         with rep.stage("draw figures (PNG + SVG)"):
+            # every figure `run` draws, in its order, so captions.md comes out the same
             paths = render_figures(sim, folder / "figures")
+            paths += render_lesson_figures(sim, folder / "figures")
         for fit_dir in sorted(d for d in folder.glob("fit-*") if (d / "posterior.nc").is_file()):
             with rep.stage(f"draw {fit_dir.name}'s figures from its files"):
                 paths += redraw_fit_figures(fit_dir)
+        if (folder / "manifest.json").is_file():
+            write_manifest(folder)  # the redrawn files' new hashes
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
     rep.done(f"[bold]{len(paths)} files in[/bold] {folder}")
+    if quiet:
+        print(folder)
 
 
 @app.command()
@@ -300,6 +309,10 @@ def report(
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
         path = write_report(run_dir)
+        if (run_dir / "manifest.json").is_file():
+            from plasticity_rl.runs import write_manifest
+
+            write_manifest(run_dir)  # report.html's new hash
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
     if quiet:
@@ -434,6 +447,8 @@ def fit_cmd(
     outcome = dataclasses.replace(outcome, folder=target)  # the folder's final name
     report_fit(outcome, rep)
     rep.done(f"[bold]fit folder:[/bold] {target}")
+    if quiet:
+        print(target)
     if strict and not outcome.passed:
         raise typer.Exit(EXIT_FIT_FAILED)
 

@@ -102,16 +102,11 @@ def beliefs_at_step_start(V, V0, steps):
 # ----------------------------------------------------------------------------- EMA
 
 
-def draw_ema(key, V_end, phi):
-    """Beta(V phi, (1 - V) phi) ratings of ``V_end``, clipped to RATING_RANGE (JAX, jittable)."""
-    y = jax.random.beta(key, V_end * phi, (1.0 - V_end) * phi)
-    return jnp.clip(y, *RATING_RANGE)
-
-
 def sample_ema(key, V_end, phi: float, missing_rate: float) -> np.ndarray:
     """(N, days) Beta(V phi, (1 - V) phi) ratings of V at the end of each day, NaN where missing."""
     k_val, k_miss = jax.random.split(key)
-    y = np.clip(np.asarray(draw_ema(k_val, V_end, phi), np.float64), *RATING_RANGE)
+    y = np.asarray(jax.random.beta(k_val, V_end * phi, (1.0 - V_end) * phi), np.float64)
+    y = np.clip(y, *RATING_RANGE)
     missing = np.asarray(jax.random.bernoulli(k_miss, missing_rate, y.shape))
     return np.where(missing, np.nan, y).astype(np.float32)
 
@@ -154,18 +149,40 @@ def visit_sd(treated, sd_baseline, sd_treated):
     return _xp(treated).where(treated, sd_treated, sd_baseline)
 
 
-def draw_visits(key, mean, sd):
-    """Normal(mean, sd) clinician scores clipped to SCORE_RANGE (JAX, jittable)."""
-    return jnp.clip(mean + sd * jax.random.normal(key, jnp.shape(mean)), *SCORE_RANGE)
-
-
 def sample_visits(key, mean, sd, missing_rate: float) -> np.ndarray:
     """(N, K) scores: Normal(mean, sd) clipped to SCORE_RANGE, NaN where missing."""
     k_val, k_miss = jax.random.split(key)
-    # draw_visits' arithmetic in float64, as the simulator has always written its scores
-    scores = np.clip(mean + sd * np.asarray(jax.random.normal(k_val, mean.shape)), *SCORE_RANGE)
+    noise = np.asarray(jax.random.normal(k_val, mean.shape))
+    scores = np.clip(mean + sd * noise, *SCORE_RANGE)
     missing = np.asarray(jax.random.bernoulli(k_miss, missing_rate, mean.shape))
     return np.where(missing, np.nan, scores)
+
+
+def replicate_ratings(
+    rng: np.random.Generator, V_end, phi, visit_mean, visit_sd, ema_recorded, visit_recorded
+):
+    """Replicated data for a posterior predictive check, NumPy on the host: (ema, visits) float32.
+
+    The same observation model as :func:`sample_ema` and :func:`sample_visits` (Beta(V phi,
+    (1 - V) phi) ratings and Normal(mean, sd) scores, clipped to their ranges), drawn for every
+    posterior draw at once (``V_end`` (S, N, days), ``phi`` (S,), ``visit_mean`` / ``visit_sd``
+    (S, N, K)), NaN where the data have no rating. NumPy's Beta sampler: JAX's took 18 s for the
+    flagship's 4,000 x 100 x 56 ratings on 2 cores, NumPy's 1.8 s. ``phi`` None: no EMA channel;
+    ``visit_mean`` None: no visits.
+    """
+    ema = np.full(np.shape(V_end), np.nan, np.float32)
+    if phi is not None:
+        V = np.clip(np.asarray(V_end, np.float64), EPS, 1.0 - EPS)
+        phi = np.minimum(np.asarray(phi, np.float64), PHI_MAX).reshape((-1,) + (1,) * (V.ndim - 1))
+        y = np.clip(rng.beta(V * phi, (1.0 - V) * phi), *RATING_RANGE)
+        ema = np.where(ema_recorded, y, np.nan).astype(np.float32)
+    visits = np.full(
+        np.shape(visit_recorded) if visit_mean is None else np.shape(visit_mean), np.nan, np.float32
+    )
+    if visit_mean is not None:
+        scores = np.clip(visit_mean + visit_sd * rng.standard_normal(np.shape(visit_mean)), *SCORE_RANGE)
+        visits = np.where(visit_recorded, scores, np.nan).astype(np.float32)
+    return ema, visits
 
 
 def visit_log_lik(scores, recorded, mean, sd):

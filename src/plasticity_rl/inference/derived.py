@@ -2,8 +2,9 @@
 
 The log-likelihood of each patient (the unit of leave-one-patient-out comparison), each arm's
 mean V(t) and S(t) at the start of each day, from the same trajectories the likelihood runs, and
-one replicated data set (every recorded EMA rating and visit score drawn again from the model:
-the posterior predictive check's ``ema`` and ``visits``).
+what a replicated data set is drawn from (the beliefs each EMA rating and visit score is of: the
+posterior predictive check's ``ema`` and ``visits``, drawn on the host by
+:func:`plasticity_rl.observe.replicate_ratings`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from plasticity_rl.inference.model import (
     with_fixed,
 )
 from plasticity_rl.inference.prepare import ModelInputs
-from plasticity_rl.observe import beliefs_at_step_start, draw_ema, draw_visits, visit_mean, visit_sd
+from plasticity_rl.observe import beliefs_at_step_start, visit_mean, visit_sd
 
 
 def patient_values(spec: ModelSpec, samples: dict) -> dict:
@@ -37,7 +38,8 @@ def patient_values(spec: ModelSpec, samples: dict) -> dict:
 
 def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, steps_per_day: int, key):
     """One draw's per-patient log-likelihood (N,), arm-mean V, S at the start of each day, and
-    replicated ratings: EMA (N, days) and visit scores (N, K), NaN where none was recorded."""
+    what its replicated ratings are drawn from: V at each EMA rating (N, days), each visit's
+    expected score and its SD (N, K)."""
     traj = cohort_trajectories(spec, theta, x)
     ll = patient_log_lik(spec, theta, x, traj)
     tr, V0 = traj
@@ -48,31 +50,26 @@ def draw_outputs(spec: ModelSpec, x: ModelInputs, theta: dict, n_arms: int, step
     S = jnp.concatenate([S0[:, None], tr.S], axis=1)[:, day_steps]
     onehot = jax.nn.one_hot(x.arm_index, n_arms, dtype=V.dtype).T  # (arms, N)
     weights = onehot / jnp.maximum(onehot.sum(axis=1, keepdims=True), 1.0)
-    return (ll, weights @ V, weights @ S) + replicated_ratings(spec, x, theta, traj, key)
+    return (ll, weights @ V, weights @ S) + replicate_inputs(spec, x, theta, traj, key)
 
 
-def replicated_ratings(spec: ModelSpec, x: ModelInputs, theta: dict, traj, key):
-    """(ema (N, days), visits (N, K)): each recorded rating drawn again from the model, NaN elsewhere.
+def replicate_inputs(spec: ModelSpec, x: ModelInputs, theta: dict, traj, key):
+    """(V at each EMA rating (N, days), expected visit score (N, K), its SD (N, K)) for a replicate.
 
     With the outcomes integrated out (the marginal likelihood), the curves in ``traj`` are
     expectations; a replicated data set then draws the outcomes too
     (:func:`plasticity_rl.inference.model.sampled_trajectories`), so its ratings vary as a new
     patient's would. With logged outcomes the beliefs are known and only the ratings are drawn.
     """
-    k_traj, k_ema, k_visit = jax.random.split(key, 3)
     if spec.likelihood == "marginal":
-        traj = sampled_trajectories(spec, theta, x, k_traj)
+        traj = sampled_trajectories(spec, theta, x, key)
     tr, V0 = traj
-    nan = jnp.float32(jnp.nan)
-    ema = jnp.full(x.ema.shape, nan)
-    if spec.has_ema:
-        ema = jnp.where(x.ema_mask, draw_ema(k_ema, tr.V[:, x.ema_step], theta["phi"]), nan)
-    visits = jnp.full(x.visit_score.shape, nan)
+    mean = visit_mean(beliefs_at_step_start(tr.V, V0, x.visit_step), spec.m_max, x.visit_D, x.visit_E)
     if spec.has_visits:
-        mean = visit_mean(beliefs_at_step_start(tr.V, V0, x.visit_step), spec.m_max, x.visit_D, x.visit_E)
         sd = visit_sd(x.visit_treated, theta["sigma_baseline"], theta["sigma_treated"])
-        visits = jnp.where(x.visit_mask, draw_visits(k_visit, mean, sd), nan)
-    return ema, visits
+    else:
+        sd = jnp.ones_like(mean)
+    return tr.V[:, x.ema_step], mean, sd
 
 
 @fit_program(static_argnames=("spec", "n_arms", "steps_per_day", "batch"))

@@ -62,6 +62,7 @@ from plasticity_rl.inference.model import (
     window_values,
 )
 from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
+from plasticity_rl.observe import replicate_ratings
 
 WARM_START_STREAM = 0x5741  # fold_in tag: the warm start's keys, apart from the chains'
 
@@ -487,9 +488,22 @@ def fit(
     lead = next(iter(samples.values())).shape[:2]
     theta = {k: jnp.asarray(flat[k].reshape((math.prod(lead),) + flat[k].shape[2:])) for k in keys}
     t1 = time.perf_counter()
-    # The replicated ratings' own stream of the seed (the sampler's key is jax.random.key(seed))
+    # The replicates' own streams of the seed (the sampler's key is jax.random.key(seed)): the
+    # outcomes a marginal fit's replicates draw, in JAX; the ratings, on the host.
     ppc_key = jax.random.fold_in(jax.random.key(seed), 0x9C)
-    out = derived_on_devices(spec, x, theta, len(fd.arm_names), fd.steps_per_day, ppc_key)
-    out = tuple(np.asarray(o).reshape(lead + o.shape[1:]) for o in out)
+    ll, V_arm, S_arm, V_ema, v_mean, v_sd = derived_on_devices(
+        spec, x, theta, len(fd.arm_names), fd.steps_per_day, ppc_key
+    )
+    rng = np.random.default_rng([int(seed), 0x9C])
+    phi = None
+    if spec.has_ema:  # fitted, or held at a value (--fix phi=...)
+        phi = (
+            np.asarray(theta["phi"]) if "phi" in theta else np.full(math.prod(lead), spec.fixed_values["phi"])
+        )
+    ema_rep, visits_rep = replicate_ratings(
+        rng, np.asarray(V_ema), phi, np.asarray(v_mean) if spec.has_visits else None, np.asarray(v_sd),
+        np.isfinite(fd.ema), np.isfinite(fd.visit_score),
+    )  # fmt: skip
+    out = tuple(np.asarray(o).reshape(lead + o.shape[1:]) for o in (ll, V_arm, S_arm, ema_rep, visits_rep))
     attrs["derived_seconds"] = round(time.perf_counter() - t1, 3)
     return _idata(fd, spec, x, samples, stats, out, attrs)
