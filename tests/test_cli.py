@@ -225,39 +225,45 @@ def tiny_sim(tmp_path_factory) -> Path:
     return root / "sim"
 
 
-def test_fit_fix_holds_a_parameter_and_records_it(tiny_sim, tmp_path):
+@pytest.fixture(scope="module")
+def svi_fit(tiny_sim, tmp_path_factory) -> Path:
+    """One quick CLI fit (SVI) of the tiny trial, with a parameter held and chosen contrasts,
+    shared by the tests of what a fit folder holds (a fit is the slow part of each)."""
+    folder = tmp_path_factory.mktemp("svi") / "fit"
+    chosen = ["--fix", "kappa=0.05", "--contrast", "ketamine_cbt_window:ketamine", "--contrast-days", "7,14"]
+    res = runner.invoke(app, ["fit", str(tiny_sim), "--method", "svi", *chosen, "-o", str(folder), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().endswith(str(folder))  # -q prints the fit folder
+    return folder
+
+
+def test_fit_fix_holds_a_parameter_and_records_it(svi_fit):
     """`fit RUN --fix kappa=0.05` (through the SVI path, which is the quick one): no kappa draws."""
     import arviz as az
 
-    folder = tmp_path / "fit"
-    res = runner.invoke(
-        app, ["fit", str(tiny_sim), "--method", "svi", "--fix", "kappa=0.05", "-o", str(folder), "--quiet"]
-    )
-    assert res.exit_code == 0, res.output
-    idata = az.from_netcdf(str(folder / "posterior.nc"))
+    idata = az.from_netcdf(str(svi_fit / "posterior.nc"))
     assert "kappa" not in idata.posterior and "epsilon" in idata.posterior
     assert json.loads(idata.posterior.attrs["fixed"]) == {"kappa": 0.05}
-    assert json.loads((folder / "diagnostics.json").read_text())["fixed"] == {"kappa": 0.05}
-    summary = pd.read_csv(folder / "summary.csv", index_col=0)
+    assert json.loads((svi_fit / "diagnostics.json").read_text())["fixed"] == {"kappa": 0.05}
+    summary = pd.read_csv(svi_fit / "summary.csv", index_col=0)
     assert "mu_A" in summary.index and "kappa" not in summary.index
 
 
-def test_figures_redraws_a_fit_folder_from_its_own_files(tiny_sim, tmp_path):
+def test_fit_writes_the_contrasts_asked_for(svi_fit):
+    contrasts = pd.read_csv(svi_fit / "contrasts.csv")  # the contrasts asked for, no others
+    assert set(zip(contrasts["arm_a"], contrasts["arm_b"])) == {("ketamine_cbt_window", "ketamine")}
+    assert sorted(set(contrasts["day"])) == [7.0, 14.0]
+
+
+def test_figures_redraws_a_fit_folder_from_its_own_files(svi_fit, tmp_path):
     """`figures FIT` needs nothing but the fit folder: moved away from its data and its
     figures deleted, it draws them again, the posterior predictive check among them."""
     import shutil
 
-    chosen = ["--contrast", "ketamine_cbt_window:ketamine", "--contrast-days", "7,14"]
-    argv = ["fit", str(tiny_sim), "--method", "svi", *chosen, "-o", str(tmp_path / "f"), "--quiet"]
-    res = runner.invoke(app, argv)
-    assert res.exit_code == 0, res.output
-    contrasts = pd.read_csv(tmp_path / "f" / "contrasts.csv")  # the contrasts asked for, no others
-    assert set(zip(contrasts["arm_a"], contrasts["arm_b"])) == {("ketamine_cbt_window", "ketamine")}
-    assert sorted(set(contrasts["day"])) == [7.0, 14.0]
-    ppc = pd.read_csv(tmp_path / "f" / "ppc.csv")
+    ppc = pd.read_csv(svi_fit / "ppc.csv")
     assert set(ppc["channel"]) == {"ema", "visits"} and ppc["observed"].notna().all()
     moved = tmp_path / "elsewhere" / "fit"
-    shutil.move(tmp_path / "f", moved)
+    shutil.copytree(svi_fit, moved)
     drawn = sorted(p.name for p in (moved / "figures").glob("*.png"))
     assert "posterior_predictive_check.png" in drawn
     shutil.rmtree(moved / "figures")
