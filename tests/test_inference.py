@@ -21,7 +21,7 @@ from scipy import stats
 
 from plasticity_rl import data as tabular
 from plasticity_rl.analysis import window_curve, window_parameters
-from plasticity_rl.config import bundled_config_path, config_from_dict
+from plasticity_rl.config import bundled_config_path, config_from_dict, load_config
 from plasticity_rl.inference import (
     DataError,
     build,
@@ -689,3 +689,46 @@ def test_replicates_of_unrecorded_outcomes_vary_as_the_belief_moments_say(sim):
     rel = var[:, 8:] / np.asarray(mom.PVV)[:, 8:]  # after the first day, once V has spread
     assert np.abs(rel - 1).max() < 0.2, np.abs(rel - 1).max()
     assert np.abs(np.median(rel) - 1) < 0.03
+
+
+def test_replicated_ratings_follow_the_observation_model_and_skip_an_unmodelled_channel():
+    """observe.replicate_ratings: Beta(V phi, (1 - V) phi) ratings with mean V and variance
+    V (1 - V) / (phi + 1) where a rating was recorded; a channel the fit does not model (here
+    the visits) comes back all NaN in the same (draws, patients, visits) shape as the others."""
+    from plasticity_rl.observe import replicate_ratings
+
+    S, N, days, K = 4000, 3, 5, 4
+    V = np.broadcast_to(np.array([0.2, 0.5, 0.8])[None, :, None], (S, N, days))
+    recorded = np.ones((N, days), bool)
+    recorded[1, 2] = False
+    ema, visits = replicate_ratings(
+        np.random.default_rng(0), V, np.full(S, 20.0), np.zeros((S, N, K)), np.ones((S, N, K)),
+        recorded, np.zeros((N, K), bool),
+    )  # fmt: skip
+    assert ema.shape == (S, N, days) and visits.shape == (S, N, K)
+    assert np.isnan(visits).all() and np.isnan(ema[:, 1, 2]).all()
+    np.testing.assert_allclose(np.nanmean(ema[:, :, 0], axis=0), [0.2, 0.5, 0.8], atol=0.01)
+    np.testing.assert_allclose(np.nanvar(ema[:, :, 0], axis=0), V[0, :, 0] * (1 - V[0, :, 0]) / 21, rtol=0.1)
+
+
+def test_a_trial_without_visits_fits_and_replicates_only_its_ratings(edit):
+    """With the visits channel off there are no visit columns at all (K = 0): the fit's
+    per-draw outputs, split over devices and rejoined, and the predictive check must still
+    work, replicating every EMA rating and no visit."""
+    from plasticity_rl.analysis import ppc_arm_means
+
+    cfg = edit(
+        load_config(bundled_config_path("single_infusion")),
+        **{
+            "experiment.patients_per_arm": 3,
+            "experiment.days": 14,
+            "observations.visits.enabled": False,
+            "observations.visits.days": [0, 7, 14],
+        },
+    )
+    sim = simulate(cfg)
+    idata = fit(sim, method="svi", svi_steps=200, draws=50, chains=1)
+    pp = idata.posterior_predictive
+    assert pp["visits"].shape == (1, 50, sim.n_patients, 0)
+    assert np.isfinite(pp["ema"].values).sum() == 50 * np.isfinite(sim.ema).sum()
+    assert set(ppc_arm_means(idata)["channel"]) == {"ema"}

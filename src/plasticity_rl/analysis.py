@@ -26,7 +26,7 @@ HDI_PROB = 0.94
 def _draws(da) -> np.ndarray:
     """(chain, draw, ...) -> (chain * draw, ...)."""
     v = np.asarray(da)
-    return v.reshape((-1,) + v.shape[2:])
+    return v.reshape((v.shape[0] * v.shape[1],) + v.shape[2:])  # not -1: v may be empty (no visits)
 
 
 def _hdi(x: np.ndarray, prob: float = HDI_PROB) -> tuple[float, float]:

@@ -263,36 +263,40 @@ def figures(
         if (folder / "posterior.nc").is_file():
             with rep.stage("draw the fit's figures from its files (PNG + SVG)"):
                 paths = redraw_fit_figures(folder)
-            rep.done(f"[bold]{len(paths)} files in[/bold] {folder / 'figures'}")
-            if quiet:
-                print(folder)
-            return
-        cfg_path = folder / "config.yaml"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(
-                f"{folder} is neither a run folder (no config.yaml) nor a fit folder (no posterior.nc)"
-            )
-        from plasticity_rl.plots import render_figures, render_lesson_figures
-        from plasticity_rl.runs import write_manifest
-        from plasticity_rl.simulate import simulate as simulate_cohort
-
-        cfg = _load(cfg_path)
-        with rep.stage("re-simulate from the resolved config"):
-            sim = simulate_cohort(cfg)
-        with rep.stage("draw figures (PNG + SVG)"):
-            # every figure `run` draws, in its order, so captions.md comes out the same
-            paths = render_figures(sim, folder / "figures")
-            paths += render_lesson_figures(sim, folder / "figures")
-        for fit_dir in sorted(d for d in folder.glob("fit-*") if (d / "posterior.nc").is_file()):
-            with rep.stage(f"draw {fit_dir.name}'s figures from its files"):
-                paths += redraw_fit_figures(fit_dir)
-        if (folder / "manifest.json").is_file():
-            write_manifest(folder)  # the redrawn files' new hashes
+        else:
+            paths = _redraw_run_figures(folder, rep)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
     rep.done(f"[bold]{len(paths)} files in[/bold] {folder}")
     if quiet:
         print(folder)
+
+
+def _redraw_run_figures(folder: Path, rep: Reporter) -> list[Path]:
+    """A run folder's figures, re-simulated from its resolved config, then its fit folders'."""
+    from plasticity_rl.plots import render_figures, render_lesson_figures
+    from plasticity_rl.runs import write_manifest
+    from plasticity_rl.simulate import simulate as simulate_cohort
+    from plasticity_rl.workflow import redraw_fit_figures
+
+    cfg_path = folder / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(
+            f"{folder} is neither a run folder (no config.yaml) nor a fit folder (no posterior.nc)"
+        )
+    cfg = _load(cfg_path)
+    with rep.stage("re-simulate from the resolved config"):
+        sim = simulate_cohort(cfg)
+    with rep.stage("draw figures (PNG + SVG)"):
+        # every figure `run` draws, in its order, so captions.md comes out the same
+        paths = render_figures(sim, folder / "figures")
+        paths += render_lesson_figures(sim, folder / "figures")
+    for fit_dir in sorted(d for d in folder.glob("fit-*") if (d / "posterior.nc").is_file()):
+        with rep.stage(f"draw {fit_dir.name}'s figures from its files"):
+            paths += redraw_fit_figures(fit_dir)
+    if (folder / "manifest.json").is_file():
+        write_manifest(folder)  # the redrawn files' new hashes
+    return paths
 
 
 @app.command()

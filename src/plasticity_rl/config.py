@@ -487,6 +487,12 @@ def as_config(cfg: Config | str | Path) -> Config:
     return load_config(bundled_config_path(str(cfg)))
 
 
+def config_from_yaml(text: str, source: str | None = None) -> Config:
+    """A config from YAML text (e.g. the one a fit records in ``posterior.nc``): the inverse of
+    :func:`config_to_yaml`."""
+    return config_from_dict(yaml.safe_load(text), source)
+
+
 def config_to_yaml(cfg: Config) -> str:
     """The fully resolved config (every default filled in), as YAML."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -89,10 +89,7 @@ def refit_plan(fit_dir: Path) -> RefitPlan:
             "draws": int(a.get("draws", post.sizes["draw"])),
             "target_accept": float(a.get("target_accept", 0.8)),
             "max_tree_depth": int(a.get("max_tree_depth", 10)),
-            # attrs["mass_matrix"] describes the adapted matrix ("dense over the group-level ...")
-            "mass_matrix": "diagonal"
-            if str(a.get("mass_matrix", "")).startswith("diagonal")
-            else "dense-group",
+            "mass_matrix": str(a.get("mass_matrix_requested", "dense-group")),
             "warm_start": bool(a.get("warm_start_requested", 1)),
         }
     else:
@@ -112,8 +109,9 @@ def refit_plan(fit_dir: Path) -> RefitPlan:
 
 
 def _fit_data(data: str, columns: dict, config_yaml: str, variant: str):
+    from plasticity_rl.config import config_from_yaml
     from plasticity_rl.inference import prepare
-    from plasticity_rl.workflow import config_from_yaml, read_data_folder
+    from plasticity_rl.workflow import read_data_folder
 
     return prepare(read_data_folder(Path(data), columns), config_from_yaml(config_yaml), variant)
 
@@ -188,7 +186,7 @@ def kfold_compare(
     folds = kfold_folds(fd.arm_index, k, seed)
 
     jobs_dir = Path(out) / "kfold-jobs"
-    _check_resumable(jobs_dir, plans, k, seed, data, columns)
+    _check_resumable(jobs_dir, plans, seed, data, columns)
     jobs = [
         Job(
             job_name(p.variant, f, k),
@@ -227,7 +225,7 @@ def kfold_compare(
     return table, pointwise
 
 
-def _check_resumable(jobs_dir: Path, plans, k, seed, data, columns) -> None:
+def _check_resumable(jobs_dir: Path, plans, seed, data, columns) -> None:
     """A rerun resumes only the same study: the same fits, seed and data (else say so). Another K
     is the same study: its refits have their own names (``kfold<K>-...``) beside the others'."""
     spec = {

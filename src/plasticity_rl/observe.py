@@ -165,21 +165,20 @@ def replicate_ratings(
 
     The same observation model as :func:`sample_ema` and :func:`sample_visits` (Beta(V phi,
     (1 - V) phi) ratings and Normal(mean, sd) scores, clipped to their ranges), drawn for every
-    posterior draw at once (``V_end`` (S, N, days), ``phi`` (S,), ``visit_mean`` / ``visit_sd``
-    (S, N, K)), NaN where the data have no rating. NumPy's Beta sampler: JAX's took 18 s for the
-    flagship's 4,000 x 100 x 56 ratings on 2 cores, NumPy's 1.8 s. ``phi`` None: no EMA channel;
-    ``visit_mean`` None: no visits.
+    posterior draw at once: ``V_end`` (S, N, days), ``phi`` (S,), ``visit_mean`` / ``visit_sd``
+    (S, N, K). A rating is drawn where ``ema_recorded`` / ``visit_recorded`` (N, days) / (N, K)
+    say the data have one (a channel the fit does not model: all False, and ``phi`` may be None);
+    NaN elsewhere. NumPy's Beta sampler: JAX's took 18 s for the flagship's 4,000 x 100 x 56
+    ratings on 2 cores, NumPy's 1.8 s.
     """
     ema = np.full(np.shape(V_end), np.nan, np.float32)
-    if phi is not None:
+    if np.any(ema_recorded):
         V = np.clip(np.asarray(V_end, np.float64), EPS, 1.0 - EPS)
         phi = np.minimum(np.asarray(phi, np.float64), PHI_MAX).reshape((-1,) + (1,) * (V.ndim - 1))
         y = np.clip(rng.beta(V * phi, (1.0 - V) * phi), *RATING_RANGE)
         ema = np.where(ema_recorded, y, np.nan).astype(np.float32)
-    visits = np.full(
-        np.shape(visit_recorded) if visit_mean is None else np.shape(visit_mean), np.nan, np.float32
-    )
-    if visit_mean is not None:
+    visits = np.full(np.shape(visit_mean), np.nan, np.float32)
+    if np.any(visit_recorded):
         scores = np.clip(visit_mean + visit_sd * rng.standard_normal(np.shape(visit_mean)), *SCORE_RANGE)
         visits = np.where(visit_recorded, scores, np.nan).astype(np.float32)
     return ema, visits

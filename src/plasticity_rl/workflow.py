@@ -31,7 +31,7 @@ from plasticity_rl.analysis import (
     window_curve,
     window_parameters,
 )
-from plasticity_rl.config import Config, load_config
+from plasticity_rl.config import Config, config_from_yaml, load_config
 from plasticity_rl.inference.fit import FitSettings
 
 
@@ -363,14 +363,6 @@ def redraw_fit_figures(fit_dir: Path) -> list[Path]:
     return draw_fit_figures(
         arm_labels(cfg), tables, chain_draws(idata), fit_dir / "figures", flag_text(diag["failures"])
     )
-
-
-def config_from_yaml(text: str) -> Config:
-    import yaml
-
-    from plasticity_rl.config import config_from_dict
-
-    return config_from_dict(yaml.safe_load(text))
 
 
 def append_captions(folder: Path, figs: dict) -> None:

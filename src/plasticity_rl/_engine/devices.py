@@ -33,4 +33,5 @@ def on_devices(pmapped: Callable, shared, batched, n_devices: int):
         return a.reshape((n_devices, -1) + a.shape[1:])
 
     out = pmapped(shared, jax.tree.map(split, batched))
-    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:S], out)
+    # explicit sizes, not -1: an output may be empty (e.g. no visits: (devices, n, N, 0))
+    return jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])[:S], out)

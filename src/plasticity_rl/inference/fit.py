@@ -65,6 +65,7 @@ from plasticity_rl.inference.prepare import FitData, ModelInputs, prepare
 from plasticity_rl.observe import replicate_ratings
 
 WARM_START_STREAM = 0x5741  # fold_in tag: the warm start's keys, apart from the chains'
+PPC_STREAM = 0x9C  # the replicated data's streams: outcomes (JAX key), ratings (NumPy generator)
 
 Method = Literal["nuts", "svi"]
 ChainMethod = Literal["auto", "parallel", "vectorized", "sequential"]
@@ -464,6 +465,7 @@ def fit(
                 "chain_method": cm,
                 "target_accept": target_accept,
                 "max_tree_depth": max_tree_depth,
+                "mass_matrix_requested": mass_matrix,  # attrs["mass_matrix"] describes the result
                 "warm_start_requested": int(warm_start),
             }
         )
@@ -490,19 +492,16 @@ def fit(
     t1 = time.perf_counter()
     # The replicates' own streams of the seed (the sampler's key is jax.random.key(seed)): the
     # outcomes a marginal fit's replicates draw, in JAX; the ratings, on the host.
-    ppc_key = jax.random.fold_in(jax.random.key(seed), 0x9C)
+    ppc_key = jax.random.fold_in(jax.random.key(seed), PPC_STREAM)
     ll, V_arm, S_arm, V_ema, v_mean, v_sd = derived_on_devices(
         spec, x, theta, len(fd.arm_names), fd.steps_per_day, ppc_key
     )
-    rng = np.random.default_rng([int(seed), 0x9C])
     phi = None
     if spec.has_ema:  # fitted, or held at a value (--fix phi=...)
-        phi = (
-            np.asarray(theta["phi"]) if "phi" in theta else np.full(math.prod(lead), spec.fixed_values["phi"])
-        )
+        phi = theta["phi"] if "phi" in theta else np.full(math.prod(lead), spec.fixed_values["phi"])
     ema_rep, visits_rep = replicate_ratings(
-        rng, np.asarray(V_ema), phi, np.asarray(v_mean) if spec.has_visits else None, np.asarray(v_sd),
-        np.isfinite(fd.ema), np.isfinite(fd.visit_score),
+        np.random.default_rng([int(seed), PPC_STREAM]), np.asarray(V_ema), phi, np.asarray(v_mean),
+        np.asarray(v_sd), np.isfinite(fd.ema) & spec.has_ema, np.isfinite(fd.visit_score) & spec.has_visits,
     )  # fmt: skip
     out = tuple(np.asarray(o).reshape(lead + o.shape[1:]) for o in (ll, V_arm, S_arm, ema_rep, visits_rep))
     attrs["derived_seconds"] = round(time.perf_counter() - t1, 3)
