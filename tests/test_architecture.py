@@ -34,7 +34,7 @@ LAYERS = [
     ("plasticity_rl.models",),
     ("plasticity_rl.observe",),
     ("plasticity_rl.simulate",),
-    ("plasticity_rl.data", "plasticity_rl.table_checks"),
+    ("plasticity_rl.data", "plasticity_rl.table_checks", "plasticity_rl.validation"),
     ("plasticity_rl.inference",),
     ("plasticity_rl.analysis", "plasticity_rl.trust"),
     ("plasticity_rl.plots",),

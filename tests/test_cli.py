@@ -101,49 +101,6 @@ def test_simulate_refuses_to_overwrite(tmp_path):
     assert "already exists" in res.output
 
 
-def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
-    import plasticity_rl.data as data
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(data, "write_tables", interrupted)
-    cfg = tiny_config(tmp_path)
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-figures", "--no-fit"])
-    assert res.exit_code == 130
-    assert "rerun the same command" in res.output
-    assert list((tmp_path / "runs").iterdir()) == []  # neither a run folder nor a .partial one
-
-
-def test_interrupt_during_the_next_fit_waits_for_the_folder_being_written(tmp_path, monkeypatch):
-    """Ctrl-C while the foil samples and the writer thread is still writing `schema`'s folder:
-    the run waits for the writer, then removes everything (no run folder, no .partial one)."""
-    import time
-
-    import plasticity_rl.workflow as wf
-
-    written = []
-
-    def fit_posterior(tabs, cfg, variant, settings, progress=False):
-        if variant != cfg.model.variant:
-            raise KeyboardInterrupt
-        return "idata"
-
-    def write_fit_folder(idata, tabs, cfg, variant, out, settings, seconds_before=0.0):
-        time.sleep(1.0)  # still writing when the interrupt comes
-        (out / "posterior.nc").write_text("draws")  # fails if the folder is already gone
-        written.append(variant)
-        return wf.FitOutcome(out, variant, True, [], 1.0)
-
-    monkeypatch.setattr(wf, "fit_posterior", fit_posterior)
-    monkeypatch.setattr(wf, "write_fit_folder", write_fit_folder)
-    cfg = tiny_config(tmp_path)
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-figures"])
-    assert res.exit_code == 130, res.output
-    assert written == ["schema"]  # finished before the run's folder was removed
-    assert list((tmp_path / "runs").iterdir()) == []
-
-
 def test_a_folder_that_fails_to_write_stops_the_run(tmp_path, monkeypatch):
     """An error in the writer thread (schema's folder) ends the run with it, and leaves nothing."""
     import plasticity_rl.workflow as wf
@@ -432,3 +389,10 @@ def test_kfold_compare_refits_without_each_fold_and_a_rerun_resumes(tiny_sim, tm
 
     res = runner.invoke(app, [*argv[:3], "--kfold", "99", *argv[5:]])
     assert res.exit_code == 2 and "--kfold: got 99" in res.output
+
+
+def test_version():
+    from importlib.metadata import version
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"plasticity-rl {version('plasticity-rl')}"

@@ -101,7 +101,8 @@ def test_report_is_self_contained(run_dir):
 def test_report_highlights_failed_fit_rows(run_dir):
     text = (run_dir / "report.html").read_text()
     assert "fit/summary.csv" in text and "fit/diagnostics.json" in text
-    assert text.count('<tr class="failed">') == 1
+    fit_section = text.split('<section id="fit">')[1].split("</section>")[0]
+    assert fit_section.count('<tr class="failed">') == 1
     assert "flags the fit as failed" in text
     df = pd.DataFrame({"ok": [True, False], "status": ["ok", "ok"], "x": [1, 2]})
     assert failed_rows(df).tolist() == [False, True]
@@ -119,6 +120,17 @@ def test_report_shows_the_real_fits_and_the_model_comparison(run_dir):
     assert (run_dir / "fit-schema" / "loo_marginal.nc").is_file()
     # 1 chain x 20 draws cannot pass the diagnostics: both real fits and the fake one say so.
     assert text.count("this file flags the fit as failed") == 3
+
+
+def test_report_shows_the_model_against_published_trials(run_dir):
+    """A single-infusion run checks itself against the published trials, misses highlighted."""
+    table = pd.read_csv(run_dir / "validation.csv", keep_default_na=False)
+    assert {"hit", "miss", "not checked"} == set(table["verdict"])
+    text = (run_dir / "report.html").read_text()
+    section = text.split('<section id="published">')[1].split("</section>")[0]
+    assert section.count('<tr class="failed">') == int((table["verdict"] == "miss").sum())
+    assert "Murrough et al. 2013" in section and "Not checked" in section
+    assert f"{int((table['verdict'] == 'miss').sum())} row(s) missed" in section
 
 
 def test_report_command_rejects_a_non_run_folder(tmp_path):

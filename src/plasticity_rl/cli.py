@@ -36,6 +36,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"plasticity-rl {version('plasticity-rl')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    # The app's help (above) describes the program; this callback only adds --version.
+    return None
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the output path.")]
 Chains = Annotated[int, typer.Option(min=1, help="NUTS chains.")]
@@ -78,6 +98,13 @@ def _simulate_and_write(cfg, folder: Path, rep: Reporter, figures: bool) -> dict
     with rep.stage("write tables (Parquet + CSV)"):
         tabs = tables(sim)
         write_tables(tabs, folder / "data")
+    from plasticity_rl.validation import check_targets, single_infusion_arms, summary_line
+
+    if None not in single_infusion_arms(cfg):
+        with rep.stage("check the model against published trials (validation.csv)"):
+            checked = check_targets(cfg)
+            checked.to_csv(folder / "validation.csv", index=False)
+        rep.line(f"  {summary_line(checked)}")
     if figures:
         with rep.stage("draw figures (PNG + SVG)"):
             from plasticity_rl.plots import render_figures, render_lesson_figures
@@ -116,31 +143,49 @@ def run(
     revision, seed, command), data/ (tables as Parquet and CSV), figures/ (PNG and SVG),
     fit-<variant>/ for the config's variant and its foil (schema vs schema_ungated), compare/
     (PSIS-LOO), report.html and manifest.json.
+
+    An interrupted run (Ctrl-C, SIGTERM, kill -9) keeps runs/.<name>-<timestamp>.partial/; the
+    same command (same config, options and package version) resumes it, reusing the simulated
+    tables and every fit folder already written.
     """
     from plasticity_rl.inference.fit import FitSettings
-    from plasticity_rl.runs import atomic_dir, unique_run_dir, write_manifest, write_run_metadata
+    from plasticity_rl.runs import RunInterrupted, resumable_dir, run_key, write_manifest
     from plasticity_rl.workflow import compare_fits
 
     rep = Reporter(quiet)
     failed: list[str] = []
     try:
         cfg = _load(config or bundled_config_path("flagship"))
-        final = unique_run_dir(out, cfg.experiment.name)
-        with atomic_dir(final) as folder:
-            write_run_metadata(folder, cfg)
-            made = _simulate_and_write(cfg, folder, rep, figures)
+        settings = FitSettings(
+            chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed, target_accept=target_accept
+        )
+        # What makes a rerun the same run (with the config and the code): not --out, -q or --strict.
+        key = run_key(
+            cfg,
+            {
+                "figures": figures,
+                "fit": fit,
+                "chains": chains,
+                "warmup": warmup,
+                "draws": draws,
+                "target_accept": target_accept,
+            },
+        )
+
+        def stale(path: Path) -> None:
+            rep.line(
+                f"[yellow]note:[/yellow] {path} is an interrupted run of another config, settings or "
+                "code version; it cannot be resumed (delete it when you no longer need it)"
+            )
+
+        with resumable_dir(out, cfg.experiment.name, key, on_stale=stale) as state:
+            folder, final = state.folder, state.final
+            tabs = _simulate_or_reuse(cfg, state, rep, figures)
             if fit:
-                settings = FitSettings(
-                    chains=chains,
-                    warmup=warmup,
-                    draws=draws,
-                    seed=cfg.experiment.seed,
-                    target_accept=target_accept,
-                )
                 from plasticity_rl.models import foil_of
 
                 variants = list(dict.fromkeys([cfg.model.variant, foil_of(cfg.model.variant)]))
-                outcomes = _fit_variants(made["tables"], cfg, variants, folder, settings, rep)
+                outcomes = _fit_variants(tabs, cfg, variants, folder, settings, rep, state)
                 for outcome in outcomes:
                     failed += [f"{outcome.variant}: {f}" for f in outcome.failures]
                 with rep.stage("compare models (PSIS-LOO)"):
@@ -150,6 +195,13 @@ def run(
 
             write_report(folder)
             write_manifest(folder)
+    except RunInterrupted as exc:
+        err.print(f"[yellow]interrupted:[/yellow] the partial run {exc.state.folder} was kept")
+        err.print(
+            f"  finished: {', '.join(exc.state.done) or 'nothing yet'}; rerun the same command "
+            "to resume it (same config, settings and code)"
+        )
+        raise typer.Exit(130) from None
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - mapped to exit codes
         fail(exc)
     rep.done(f"[bold]run folder:[/bold] {final}")
@@ -160,10 +212,40 @@ def run(
         raise typer.Exit(EXIT_FIT_FAILED)
 
 
-def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: Reporter) -> list:
-    """:func:`plasticity_rl.workflow.fit_variants`, reported in the console as each step happens."""
+def _simulate_or_reuse(cfg, state, rep: Reporter, figures: bool) -> dict:
+    """The run's tables: simulated and written, or read back from an interrupted run's folder."""
+    from plasticity_rl.runs import note_resumed, write_run_metadata
 
-    from plasticity_rl.workflow import fit_variants
+    if state.finished("simulate"):
+        from plasticity_rl.data import read_tables
+
+        note_resumed(state.folder)
+        rep.line(
+            f"[green]✓[/green] resume {state.final.name}: reuse the simulated tables"
+            + (" and figures" if figures else "")
+        )
+        return read_tables(state.folder / "data")
+    write_run_metadata(state.folder, cfg)
+    tabs = _simulate_and_write(cfg, state.folder, rep, figures)["tables"]
+    state.mark("simulate")
+    return tabs
+
+
+def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: Reporter, state=None) -> list:
+    """:func:`plasticity_rl.workflow.fit_variants`, reported in the console as each step happens.
+
+    ``state``: the run's :class:`~plasticity_rl.runs.RunState`; a fit folder it lists as finished
+    (an interrupted run's) is reused, and each new one is marked finished once written.
+    """
+
+    from plasticity_rl.workflow import fit_outcome_of, fit_variants
+
+    reuse = {}
+    for variant in variants:
+        if state is not None and state.finished(f"fit-{variant}"):
+            reuse[variant] = fit_outcome_of(folder / f"fit-{variant}")
+            rep.line(f"[green]✓[/green] fit {variant}: reuse fit-{variant} from the interrupted run")
+            report_fit(reuse[variant], rep)
 
     @contextmanager
     def fitting(variant):
@@ -183,8 +265,21 @@ def _fit_variants(tabs, cfg, variants: list[str], folder: Path, settings, rep: R
         )
         report_fit(outcome, rep)
 
+    def finished(outcome):  # in the writer thread, as soon as the folder is whole
+        if state is not None:
+            state.mark(f"fit-{outcome.variant}")
+
     return fit_variants(
-        tabs, cfg, variants, folder, settings, fitting=fitting, waiting=waiting, written=written
+        tabs,
+        cfg,
+        variants,
+        folder,
+        settings,
+        fitting=fitting,
+        waiting=waiting,
+        written=written,
+        finished=finished,
+        reuse=reuse,
     )
 
 
@@ -524,6 +619,128 @@ def _parse_fix(items: list[str], variant: str, cfg) -> dict[str, float]:
     return fixed
 
 
+@app.command("check-targets")
+def check_targets_cmd(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Experiment config (YAML). Default: the bundled single_infusion trial.", show_default=False
+        ),
+    ] = None,
+    patients: Annotated[int, typer.Option(min=100, help="Simulated patients per arm.")] = 2000,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the table as CSV.", show_default=False)
+    ] = None,
+    decomposition: Annotated[
+        bool,
+        typer.Option(
+            "--decomposition",
+            help="Also show where each arm's improvement comes from (learning, acute lift D, infusion response E).",
+        ),
+    ] = False,
+):
+    """The model under CONFIG against every published trial number it can express: hit or miss.
+
+    Each target is a trial's published statistic (mean score, change from baseline, response
+    rate, drug-placebo gap) with its trial size n. The model's value comes from a simulated cohort
+    of PATIENTS per arm; its 90 % interval is that of the statistic in simulated trials of n
+    patients. A target inside it is a hit; one outside, a miss. Needs an arm with one ketamine
+    infusion and an arm with a placebo infusion, neither with therapy.
+    """
+    from plasticity_rl.validation import (
+        PI_LEVEL,
+        STATISTIC_LABELS,
+        check_targets,
+        single_infusion_arms,
+        summary_line,
+    )
+
+    try:
+        cfg = _load(config or bundled_config_path("single_infusion"))
+        ket, plc = single_infusion_arms(cfg)
+        if ket is None or plc is None:
+            missing = "one ketamine infusion" if ket is None else "a placebo infusion (amount 0)"
+            raise ConfigError(
+                [
+                    f"arms: {[a.name for a in cfg.arms]} has no arm with {missing} and no sessions; "
+                    "check-targets compares single-infusion trials (e.g. the bundled single_infusion config)"
+                ],
+                str(config or "single_infusion"),
+            )
+        table = check_targets(cfg, patients=patients)
+        parts = None
+        if decomposition:
+            from plasticity_rl.validation import score_decomposition
+
+            parts = score_decomposition(cfg, patients=patients)
+        if out is not None:
+            from plasticity_rl.runs import write_text
+
+            write_text(out, table.to_csv(index=False))
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        fail(exc)
+    from rich.table import Table
+
+    shown = Table(
+        "target",
+        "source",
+        "time",
+        "trial n",
+        "published",
+        "model",
+        f"model {PI_LEVEL:.0%} interval",
+        "verdict",
+    )
+    for r in table.itertuples(index=False):
+        if r.verdict == "not checked":
+            continue
+        colour = "green" if r.verdict == "hit" else "red"
+        shown.add_row(
+            f"{STATISTIC_LABELS[r.statistic]}: {r.arm}",
+            r.source,
+            r.time,
+            r.n.replace(";", " + "),
+            r.published.split(" (")[0],
+            f"{r.model:.1f}",
+            f"{r.lo:.2f} to {r.hi:.2f}",
+            f"[{colour}]{r.verdict.upper()}[/{colour}]",
+        )
+    Console(width=200).print(shown)
+    skipped = table[table["verdict"] == "not checked"]
+    if len(skipped):
+        err.print("not checked:")
+        for r in skipped.itertuples(index=False):
+            err.print(f"  {r.id}: {r.why}")
+    err.print(summary_line(table))
+    known = table[(table["verdict"] == "miss") & (table["defaults_miss"] != "")]
+    if len(known):
+        err.print("why the package's shipped defaults miss these (validation.csv, column defaults_miss):")
+        for why, rows in known.groupby("defaults_miss", sort=False):
+            err.print(f"  {', '.join(rows['id'])}: {why}")
+    if parts is not None:
+        split = Table(
+            "arm",
+            "after the last infusion",
+            "learning",
+            "acute lift D",
+            "infusion response E",
+            "total",
+            "learning's share",
+            title="Change in the expected MADRS from before the first infusion (points; negative is better)",
+        )
+        for r in parts.itertuples(index=False):
+            split.add_row(
+                r.arm,
+                f"{r.after_last_infusion_days:g} d",
+                f"{r.learning:.1f}",
+                f"{r.acute_lift:.1f}",
+                f"{r.infusion_response:.1f}",
+                f"{r.total:.1f}",
+                f"{r.learning_share:.0%}",
+            )
+        Console(width=200).print(split)
+
+
 @app.command()
 def params(
     level: Annotated[
@@ -724,6 +941,17 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a batch scheduler's time limit) stops a command as Ctrl-C does: the
+    same clean-up, the same message, and a run's partial folder kept for resuming."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
     # One host device per NUTS chain, set before JAX starts its backend, so chains run in
     # parallel instead of (silently) one after another.
@@ -731,6 +959,7 @@ def main() -> None:
 
     numpyro.set_host_device_count(4)
     enable_compilation_cache()
+    stop_on_sigterm()
     try:
         app(standalone_mode=True)
     except SystemExit as exc:

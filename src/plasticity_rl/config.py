@@ -1,19 +1,24 @@
 """Experiment configuration: YAML in, validated pydantic objects out.
 
-Every value a user can set lives here, with its default, its allowed range and (for the
-values calibrated on the literature) the source in a comment. Validation errors are
-re-raised as :class:`ConfigError`, whose message names the field path, the bad value and
-what is allowed, one line per problem.
+Every value a user can set lives here, with its default, its allowed range and a description
+(for the parameters of the model, read from the parameter table, with their sources).
+:func:`config_markdown` turns the models into the reference in ``docs/config.md``. Validation
+errors are re-raised as :class:`ConfigError`, whose message names the field path, the bad
+value and what is allowed, one line per problem.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import to_jsonable_python
 
 from plasticity_rl.params import PARAMS, fittable, param
 from plasticity_rl.registry import MODELS
@@ -23,20 +28,40 @@ Hour = Annotated[float, Field(ge=0.0, lt=24.0)]
 Day = Annotated[int, Field(ge=0)]
 
 
-def _field(name: str):
-    """A config field whose default, allowed range and description come from the parameter table."""
+def _param_text(name: str, per_patient: str = "") -> str:
+    """A parameter's row in words: meaning [unit], then its source (the table says each once)."""
     p = param(name)
-    unit = f" [{p.unit}]" if p.unit else ""
-    source = f" Source: {p.source}." if p.source else ""
-    return Field(default=p.default, description=f"{p.meaning}{unit}.{source}", **p.limits)
+    source = f". Source: {p.source}" if p.source else ""
+    return f"{p.meaning} [{p.unit or 'no unit'}]{per_patient}{source}"
+
+
+def _field(name: str, rule: str = ""):
+    """A config field whose default, allowed range and description come from the parameter table.
+
+    ``rule``: what a validator checks beyond the range, for the reference (see :func:`_rule`).
+    """
+    p = param(name)
+    return Field(default=p.default, description=_param_text(name), **p.limits, **_rule(rule))
 
 
 def _population(name: str):
     p = param(name)
     return Field(
         default_factory=lambda: NormalDist(mean=p.default, sd=p.default_sd),
-        description=f"{p.meaning}: Normal(mean, sd) over patients [{p.unit}]",
+        description=_param_text(name, per_patient="; per patient Normal(mean, sd) on this scale"),
     )
+
+
+def _rule(rule: str) -> dict[str, Any]:
+    """``Field`` keywords recording a rule a validator checks beyond the field's own constraints.
+
+    The rule is stated in the field's JSON schema (``allowed``) and in the reference's
+    ``allowed`` column; it changes nothing in validation.
+    """
+    return {"json_schema_extra": {"allowed": rule}} if rule else {}
+
+
+_IN_EXPERIMENT = "each time day + hour/24 (every repeat) < `experiment.days`"
 
 
 class ConfigError(ValueError):
@@ -57,20 +82,52 @@ class _Strict(BaseModel):
 
 
 class Experiment(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=80)
-    seed: int = Field(ge=0, lt=2**32)
-    days: int = Field(default=56, ge=1, le=3650)
+    """The trial as a whole: its name, seed, length, time grid and size."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        min_length=1,
+        max_length=80,
+        description="the experiment's name: it names the run folder (`runs/NAME-<timestamp>/`)",
+    )
+    seed: int = Field(
+        ge=0,
+        lt=2**32,
+        description=(
+            "random seed of the simulation (and of the fits `plasticity-rl run` makes): "
+            "the same config and seed give the same results"
+        ),
+    )
+    days: int = Field(
+        default=56,
+        ge=1,
+        le=3650,
+        description="length of the trial [days]: every dose, session and visit falls inside it",
+    )
     # One everyday experience every waking two hours.
-    steps_per_day: int = Field(default=8, ge=1, le=96)
-    patients_per_arm: int = Field(default=40, ge=1, le=1_000_000)
-    description: str = ""
+    steps_per_day: int = Field(
+        default=8,
+        ge=1,
+        le=96,
+        description=(
+            "time steps per day, one everyday experience each [steps per day]; "
+            "8 = one everyday experience every waking two hours"
+        ),
+    )
+    patients_per_arm: int = Field(
+        default=40,
+        ge=1,
+        le=1_000_000,
+        description="patients simulated in each arm [patients]; an arm's `patients` overrides it",
+    )
+    description: str = Field(default="", description="free text about the experiment, shown in the report")
 
 
 # --------------------------------------------------------------------------- plasticity
 
 
 class Plasticity(_Strict):
-    """The plasticity window (kernel, saturation) and the acute gate; values and sources in plasticity_rl.params.
+    """The plasticity window (kernel, saturation) and the acute gate; each value's source is in the parameter table.
 
     gamma: K(tau) = (tau/(n tau_k))^n exp(n - tau/tau_k), peak at n tau_k = 24 h by default;
     diffexp: the long-window alternative (the human window's length is unknown). Ketamine given
@@ -78,16 +135,32 @@ class Plasticity(_Strict):
     the acute drug state (``gate``) is on.
     """
 
-    kernel: Literal["gamma", "diffexp"] = "gamma"
+    kernel: Literal["gamma", "diffexp"] = Field(
+        default="gamma",
+        description=(
+            "shape of the plasticity window K after each dose: `gamma` (peak at gamma_shape x "
+            "tau_k_hours, 24 h by default) or `diffexp` (a difference of exponentials: the "
+            "long-window alternative, as the human window's length is unknown)"
+        ),
+    )
     gamma_shape: float = _field("gamma_shape")
     tau_k_hours: float = _field("tau_k_hours")
-    tau_rise_hours: float = _field("tau_rise_hours")
-    tau_decay_hours: float = _field("tau_decay_hours")
+    tau_rise_hours: float = _field("tau_rise_hours", rule="< `tau_decay_hours` with the diffexp kernel")
+    tau_decay_hours: float = _field("tau_decay_hours", rule="> `tau_rise_hours` with the diffexp kernel")
     saturation: float = _field("saturation")
-    gate: bool = True
+    gate: bool = Field(
+        default=True,
+        description=(
+            "whether the acute drug state gates learning: true writes no learning while the "
+            "patient is dissociated (ketamine given just before extinction training impaired "
+            "extinction in rats); false: learning goes on while dissociated too"
+        ),
+    )
     infusion_minutes: float = _field("infusion_minutes")
     half_life_hours: float = _field("half_life_hours")
-    dissociation_gone_by_hours: float = _field("dissociation_gone_by_hours")
+    dissociation_gone_by_hours: float = _field(
+        "dissociation_gone_by_hours", rule="> the end of the infusion (`infusion_minutes` / 60)"
+    )
 
     @model_validator(mode="after")
     def _rise_before_decay(self) -> Plasticity:
@@ -110,8 +183,16 @@ class Plasticity(_Strict):
 class NormalDist(_Strict):
     """A per-patient parameter on its unconstrained scale: Normal(mean, sd)."""
 
-    mean: float = Field(allow_inf_nan=False)
-    sd: float = Field(ge=0.0, le=10.0)
+    mean: float = Field(
+        allow_inf_nan=False,
+        description="population mean of the parameter, on its own scale (the parameter's unit)",
+        **_rule("a finite number"),
+    )
+    sd: float = Field(
+        ge=0.0,
+        le=10.0,
+        description="SD between patients, on the same scale; 0 gives every patient the mean",
+    )
 
 
 class Population(_Strict):
@@ -138,6 +219,8 @@ class Population(_Strict):
 
 
 class Environment(_Strict):
+    """The everyday world: how often experiences go well, and how a patient perceives them."""
+
     p_env: float = _field("p_env")
     bias: float = _field("bias")
 
@@ -146,13 +229,26 @@ class Environment(_Strict):
 
 
 class Dose(_Strict):
-    day: Day
-    hour: Hour = 10.0
+    """An infusion (or a block of ``repeat`` infusions ``every_days`` apart)."""
+
+    day: Day = Field(description="day of the (first) infusion, from day 0 [days]", **_rule(_IN_EXPERIMENT))
+    hour: Hour = Field(default=10.0, description="hour of the day the infusion starts [hours]; 10 = 10:00")
     # 1.0 = 0.5 mg/kg IV over 40 min. 0.0 = a placebo infusion: the non-specific infusion
     # response E(t) but no drug state and no plasticity.
-    amount: float = Field(default=1.0, ge=0.0, le=4.0)
-    repeat: int = Field(default=1, ge=1, le=1000)
-    every_days: float = Field(default=1.0, gt=0.0, le=365.0)
+    amount: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=4.0,
+        description=(
+            "dose relative to a standard infusion [relative dose]: 1 = 0.5 mg/kg IV over 40 min; "
+            "0 = a placebo infusion (the non-specific infusion response E(t), but no drug state "
+            "and no plasticity)"
+        ),
+    )
+    repeat: int = Field(default=1, ge=1, le=1000, description="infusions in the block [infusions]")
+    every_days: float = Field(
+        default=1.0, gt=0.0, le=365.0, description="interval between the block's infusions [days]"
+    )
 
     def times_days(self) -> list[float]:
         start = self.day + self.hour / 24.0
@@ -162,13 +258,24 @@ class Dose(_Strict):
 class Session(_Strict):
     """A therapy session (or a block of ``repeat`` sessions ``every_days`` apart)."""
 
-    day: Day
-    hour: Hour = 14.0
-    n_c: int = Field(default=6, ge=1, le=100)  # corrective experiences per session (stored as int8)
-    p_c: Probability = 0.9  # chance each corrective experience goes well
-    repeat: int = Field(default=1, ge=1, le=1000)
-    every_days: float = Field(default=1.0, gt=0.0, le=365.0)
-    attendance: Probability = 1.0  # chance a patient attends; a missed session delivers nothing
+    day: Day = Field(description="day of the (first) session, from day 0 [days]", **_rule(_IN_EXPERIMENT))
+    hour: Hour = Field(default=14.0, description="hour of the day of the session [hours]; 14 = 14:00")
+    n_c: int = Field(  # stored as int8
+        default=6, ge=1, le=100, description="corrective experiences per session [experiences]"
+    )
+    p_c: Probability = Field(
+        default=0.9, description="chance each corrective experience goes well [probability]"
+    )
+    repeat: int = Field(default=1, ge=1, le=1000, description="sessions in the block [sessions]")
+    every_days: float = Field(
+        default=1.0, gt=0.0, le=365.0, description="interval between the block's sessions [days]"
+    )
+    attendance: Probability = Field(
+        default=1.0,
+        description=(
+            "chance a patient attends each session [probability]; a missed session delivers nothing"
+        ),
+    )
 
     def times_days(self) -> list[float]:
         start = self.day + self.hour / 24.0
@@ -176,11 +283,34 @@ class Session(_Strict):
 
 
 class Arm(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_+.-]+$", min_length=1, max_length=60)
-    label: str = ""
-    doses: list[Dose] = []
-    sessions: list[Session] = []
-    patients: int | None = Field(default=None, ge=1, le=1_000_000)
+    """One arm of the trial: the infusions and the therapy sessions every patient in it is scheduled."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_+.-]+$",
+        min_length=1,
+        max_length=60,
+        description="the arm's name, as the tables' `arm` column gives it",
+        **_rule("unique among the arms (those of a timing sweep included)"),
+    )
+    label: str = Field(
+        default="", description="a human-readable label for figures and the report (empty: the name)"
+    )
+    doses: list[Dose] = Field(
+        default=[],
+        description="the arm's infusions (ketamine, or placebo with amount 0), one block per entry",
+        **_rule("an arm needs at least one dose or session"),
+    )
+    sessions: list[Session] = Field(
+        default=[],
+        description="the arm's therapy (CBT) sessions, one block per entry",
+        **_rule("an arm needs at least one dose or session"),
+    )
+    patients: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="patients in this arm [patients]; null: `experiment.patients_per_arm`",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Arm:
@@ -195,29 +325,67 @@ class Arm(_Strict):
 class TimingSweep(_Strict):
     """Expands into one arm per therapy delay (days after the infusion), plus a no-therapy arm."""
 
-    dose: Dose
-    therapy: Session  # ``day`` is ignored: the block starts on dose day + delay, at ``hour``
-    delays_days: list[float] = Field(min_length=1)
-    include_no_therapy: bool = True
-    followup_day: int | None = None  # default: the last day
+    dose: Dose = Field(description="the infusion every arm of the sweep gets")
+    therapy: Session = Field(
+        description=(
+            "the therapy block; its `day` is ignored (but must be given): the block starts on "
+            "the dose's day + delay, at the therapy's `hour`"
+        )
+    )
+    delays_days: list[float] = Field(
+        min_length=1,
+        description=(
+            "therapy delays after the infusion day [days]: one arm per delay, named `delay+Nd` "
+            "(0: the infusion day itself, 1: the next day; negative: therapy before the infusion)"
+        ),
+    )
+    include_no_therapy: bool = Field(
+        default=True, description="also add an arm `no_therapy`: the dose, and no therapy"
+    )
+    followup_day: int | None = Field(
+        default=None,
+        description=(
+            "the day the sweep's outcome is read: V at the end of this day [days]; "
+            "null: `experiment.days`, the last day"
+        ),
+        **_rule("1 to `experiment.days`"),
+    )
 
 
 # --------------------------------------------------------------------------- observations
 
 
 class Ema(_Strict):
-    enabled: bool = True
+    """The daily EMA self-rating of V at the end of each day, in (0, 1)."""
+
+    enabled: bool = Field(
+        default=True, description="whether the trial records the daily self-rating (simulated and fitted)"
+    )
     phi: float = _field("phi")
-    missing_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    missing_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.0,
+        description="share of daily ratings not recorded, at random [probability]; kept as missing rows",
+    )
 
 
 DEFAULT_VISIT_DAYS = (0.0, 7.0, 7.5, 8.0, 9.0, 10.0, 14.0, 21.0, 28.0, 35.0, 42.0, 49.0, 56.0)
 
 
 class Visits(_Strict):
-    enabled: bool = True
+    """Clinician visits: a MADRS-like score, 0-60 (lower is better), M = m_max (1 - V) - D(t) - E(t) + noise."""
+
+    enabled: bool = Field(
+        default=True, description="whether the trial records clinician visits (simulated and fitted)"
+    )
     # Default: DEFAULT_VISIT_DAYS up to the experiment's last day (filled in by Config).
-    days: list[float] = list(DEFAULT_VISIT_DAYS)
+    days: list[float] = Field(
+        default=list(DEFAULT_VISIT_DAYS),
+        description=(
+            "times of the visits [days; 6.9 = late on day 6]: each sees V at the start of the "
+            "step it lands on. Unset: the default days up to `experiment.days`"
+        ),
+        **_rule("each 0 to `experiment.days`"),
+    )
     m_max: float = _field("m_max")
     noise_sd_baseline: float = _field("sigma_baseline")
     noise_sd_treated: float = _field("sigma_treated")
@@ -226,12 +394,17 @@ class Visits(_Strict):
     acute_half_life_hours: float = _field("acute_half_life_hours")
     infusion_response: float = _field("infusion_response")
     infusion_response_half_life_days: float = _field("infusion_response_half_life_days")
-    missing_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    missing_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.0,
+        description="share of visit scores not recorded, at random [probability]; kept as missing rows",
+    )
 
 
 class Observations(_Strict):
-    ema: Ema = Ema()
-    visits: Visits = Visits()
+    """What the trial measures: the two channels that see the beliefs, and whether outcomes are logged."""
+
+    ema: Ema = Field(default=Ema(), description="the daily self-rating (EMA)")
+    visits: Visits = Field(default=Visits(), description="the clinician visits")
     # What the trial logs besides the ratings. A depression trial records daily ratings,
     # clinician visits and session attendance, not the outcome of every everyday experience:
     # then the fit integrates the outcomes out (the "marginal" likelihood). Experience-sampling
@@ -246,12 +419,30 @@ class Observations(_Strict):
 
 
 class ModelSpec(_Strict):
+    """The belief model that is simulated and fitted, and the parameters a fit holds fixed."""
+
     variant: str = Field(
-        default="schema", description="the belief model (plasticity_rl.models.register adds one)"
+        default="schema",
+        description=(
+            "the belief model: bundled are `rw`, `rw_asym`, `schema`, `schema_ungated` and "
+            "`schema_asym` (docs/model.md); `plasticity_rl.models.register` adds one"
+        ),
+        **_rule("a registered variant"),
     )
     # Parameters a fit holds at a value instead of estimating (name -> value on the parameter's
     # own scale; a patient-level one gives every patient that value). The simulator ignores it.
-    fixed: dict[str, float] = Field(default_factory=dict, description="parameters a fit holds fixed")
+    fixed: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "parameters a fit holds at a value instead of estimating: name -> value on the "
+            "parameter's own scale (`plasticity-rl params`); a patient-level one gives every "
+            "patient that value; the simulator ignores it"
+        ),
+        **_rule(
+            "names: " + ", ".join(f"`{n}`" for n in fittable()) + "; each value finite and inside the "
+            "parameter's support"
+        ),
+    )
 
     @field_validator("variant")
     @classmethod
@@ -278,14 +469,35 @@ class ModelSpec(_Strict):
 
 
 class Config(_Strict):
-    experiment: Experiment
-    model: ModelSpec = ModelSpec()
-    plasticity: Plasticity = Plasticity()
-    population: Population = Population()
-    environment: Environment = Environment()
-    observations: Observations = Observations()
-    arms: list[Arm] = []
-    timing_sweep: TimingSweep | None = None
+    """A whole config file: every section below, and the arms (or a timing sweep)."""
+
+    experiment: Experiment = Field(description="the trial's name, seed, length and size")
+    model: ModelSpec = Field(
+        default=ModelSpec(), description="the belief model, and the parameters a fit holds fixed"
+    )
+    plasticity: Plasticity = Field(
+        default=Plasticity(), description="the plasticity window and the acute gate"
+    )
+    population: Population = Field(
+        default=Population(),
+        description="the per-patient parameters' population distributions and the group-level constants",
+    )
+    environment: Environment = Field(
+        default=Environment(),
+        description="how often everyday experiences go well, and how they are perceived",
+    )
+    observations: Observations = Field(
+        default=Observations(), description="what the trial measures: daily self-ratings and clinician visits"
+    )
+    arms: list[Arm] = Field(
+        default=[],
+        description="the trial's arms, each with its doses and sessions",
+        **_rule("at least one arm, or a `timing_sweep`; names unique"),
+    )
+    timing_sweep: TimingSweep | None = Field(
+        default=None,
+        description="a sweep of therapy delays after one infusion: expands into arms added after `arms`",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -496,3 +708,162 @@ def config_from_yaml(text: str, source: str | None = None) -> Config:
 def config_to_yaml(cfg: Config) -> str:
     """The fully resolved config (every default filled in), as YAML."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The config model a field holds (optional or not), and whether it holds a list of them."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        kept = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = kept[0] if len(kept) == 1 else None
+    if get_origin(annotation) is list:
+        inner, _ = _model_in(get_args(annotation)[0])
+        return inner, inner is not None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    return None, False
+
+
+def config_sections() -> list[tuple[type[BaseModel], list[str]]]:
+    """Every model reachable from :class:`Config`, in the order the models name them, with the
+    YAML paths it sits at (``""``: the top level; ``arms[]``: each entry of ``arms``)."""
+    paths: dict[type[BaseModel], list[str]] = {}
+
+    def walk(model: type[BaseModel], path: str) -> None:
+        if model in paths:
+            paths[model].append(path)
+            return
+        paths[model] = [path]
+        for name, info in model.model_fields.items():
+            sub, is_list = _model_in(info.annotation)
+            if sub is not None:
+                walk(sub, (f"{path}.{name}" if path else name) + ("[]" if is_list else ""))
+
+    walk(Config, "")
+    return list(paths.items())
+
+
+_PLURAL = {"number": "numbers", "integer": "integers", "string": "strings", "mapping": "mappings"}
+
+
+def _type_text(annotation: Any) -> str:
+    """A field's type in YAML words."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin in (Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        text = " or ".join(_type_text(a) for a in kept)
+        return text + " or null" if len(kept) < len(args) else text
+    if origin is Literal:
+        return "string" if all(isinstance(a, str) for a in args) else "value"
+    if origin is list:
+        inner = _type_text(args[0])
+        return f"list of {_PLURAL.get(inner, inner)}"
+    if origin is dict:
+        return f"mapping of {_type_text(args[0])} to {_type_text(args[1])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping"
+    names = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _number(x: Any) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return str(x)
+
+
+def _tidy(value: Any) -> Any:
+    """A JSON value with whole floats written as integers (YAML reads 10 for a float field)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return int(value)
+    if isinstance(value, list):
+        return [_tidy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _tidy(v) for k, v in value.items()}
+    return value
+
+
+def _default_text(info: FieldInfo) -> str:
+    """A field's default as written in YAML (``required`` if it has none)."""
+    if info.is_required():
+        return "required"
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        try:
+            if value == type(value)():
+                return "each field's default"
+        except ValidationError:
+            pass
+    text = yaml.safe_dump(
+        _tidy(to_jsonable_python(value)), default_flow_style=True, sort_keys=False, width=10**6
+    )
+    return "`" + text.removesuffix("...\n").strip() + "`"
+
+
+def _allowed_text(prop: dict[str, Any]) -> str:
+    """What a field allows, from its JSON schema: bounds, choices, pattern, lengths, and the
+    rules a validator checks (``allowed``)."""
+    branches = [b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"]
+    base = branches[0] if len(branches) == 1 else {}
+    parts = []
+    ops = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+    if bounds := [f"{op} {_number(base[k])}" for k, op in ops if k in base]:
+        parts.append(" and ".join(bounds))
+    if "enum" in base:
+        parts.append("one of " + ", ".join(f"`{v}`" for v in base["enum"]))
+    if "const" in base:
+        parts.append(f"`{base['const']}`")
+    if "pattern" in base:
+        parts.append(f"matches `{base['pattern']}`")
+    if "minLength" in base or "maxLength" in base:
+        parts.append(f"{base.get('minLength', 0)} to {base.get('maxLength', 'any number of')} characters")
+    if "minItems" in base:
+        parts.append(f"at least {base['minItems']} item{'s' if base['minItems'] != 1 else ''}")
+    if "maxItems" in base:
+        parts.append(f"at most {base['maxItems']} items")
+    if prop.get("allowed"):
+        parts.append(prop["allowed"])
+    return "; ".join(parts)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def config_markdown() -> str:
+    """The reference of every config field, as Markdown (``docs/config.md`` holds it; a test
+    keeps the two the same).
+
+    One section per model reachable from :class:`Config`, headed by the YAML paths it sits at,
+    with a row per field in the model's order: field, type, default (as written in YAML),
+    allowed (the field's constraints and the rules its validators check) and meaning.
+    """
+    schema = Config.model_json_schema()
+    out = []
+    for model, paths in config_sections():
+        props = (schema if model is Config else schema["$defs"][model.__name__])["properties"]
+        heading = ", ".join(f"`{p}`" for p in paths if p) or "top level"
+        out += [f"## {heading}", ""]
+        if model.__doc__:
+            intro = inspect.cleandoc(model.__doc__).split("\n\n")[0]
+            out += [_cell(intro.replace("``", "`")), ""]
+        out += ["| field | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+        for name, info in model.model_fields.items():
+            kind = _type_text(info.annotation)
+            sub, is_list = _model_in(info.annotation)
+            if sub is not None:  # the section that documents it
+                kind += f" (see `{f'{paths[0]}.' if paths[0] else ''}{name}{'[]' if is_list else ''}`)"
+            cells = [
+                f"`{name}`",
+                kind,
+                _default_text(info),
+                _allowed_text(props[name]),
+                info.description or "",
+            ]
+            out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)

@@ -183,7 +183,8 @@ _ROWS = (
     Param("acute_lift", "fixed", "observations.visits.acute_lift", 6.0, "MADRS points per unit dose", "D",
           "acute drug-state lift D(t) of the clinician score: onset within hours, before any spine forms",
           limits={"ge": 0.0, "le": 60.0},
-          source="Moda-Sava et al. 2019; ketamine -16.5 vs midazolam -8.8 MADRS at 24 h (Murrough et al. 2013)"),
+          source="Moda-Sava et al. 2019; aimed at ketamine -16.5 vs midazolam -8.8 MADRS at 24 h (Murrough et "
+                 "al. 2013), which the defaults miss (about -12 vs -8; plasticity-rl check-targets)"),
     Param("acute_onset_hours", "fixed", "observations.visits.acute_onset_hours", 1.0, "hours", "D onset",
           "time constant of the onset of D(t) and E(t)", limits={"gt": 0.0, "le": 48.0}),
     Param("acute_half_life_hours", "fixed", "observations.visits.acute_half_life_hours", 36.0, "hours", "D t½",
@@ -194,7 +195,9 @@ _ROWS = (
                  "matched ketamine (Lii et al. 2023)"),
     Param("infusion_response_half_life_days", "fixed", "observations.visits.infusion_response_half_life_days",
           7.0, "days", "E t½", "half-life of the non-specific infusion response E(t)",
-          limits={"gt": 0.0, "le": 365.0}),
+          limits={"gt": 0.0, "le": 365.0},
+          source="a guess; a placebo masked by anaesthesia stayed improved for two weeks (Lii et al. 2023), "
+                 "which this half-life misses from day 3-5 on"),
 )
 # fmt: on
 

@@ -50,7 +50,7 @@ nav ul { columns: 2; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
-FAIL_WORDS = {"fail", "failed", "failure", "error", "bad", "false", "no"}
+FAIL_WORDS = {"fail", "failed", "failure", "error", "bad", "false", "no", "miss"}
 PASS_COLUMNS = ("ok", "passed", "pass", "converged")
 FAIL_COLUMNS = ("failed", "fail", "flagged")
 
@@ -97,8 +97,11 @@ def _fmt(v: Any) -> tuple[str, bool]:
     return str(v), False
 
 
-def table_html(df: pd.DataFrame, *, flag_failed: bool = False, max_rows: int = MAX_ROWS) -> str:
-    """An HTML table (escaped); rows flagged failed get class ``failed`` when ``flag_failed``."""
+def table_html(
+    df: pd.DataFrame, *, flag_failed: bool = False, max_rows: int = MAX_ROWS, flagged: str = "flagged failed"
+) -> str:
+    """An HTML table (escaped); rows flagged failed get class ``failed`` when ``flag_failed``
+    (counted below the table as ``flagged``)."""
     failed = failed_rows(df) if flag_failed else pd.Series(False, index=df.index)
     shown = df.head(max_rows)
     out = [
@@ -119,7 +122,7 @@ def table_html(df: pd.DataFrame, *, flag_failed: bool = False, max_rows: int = M
         extra.append(f"showing the first {max_rows} of {len(df)} rows")
     n_failed = int(failed.sum())
     if n_failed:
-        extra.append(f"<strong>{n_failed} row(s) flagged failed</strong> (highlighted)")
+        extra.append(f"<strong>{n_failed} row(s) {flagged}</strong> (highlighted)")
     if extra:
         out.append(f'<p class="muted">{"; ".join(extra)}</p>')
     return "\n".join(out)
@@ -259,6 +262,42 @@ def _figures_html(run_dir: Path, fig_dir: Path) -> str:
     return "\n".join(figs)
 
 
+def _validation_section(path: Path) -> str:
+    """``validation.csv`` (``plasticity-rl check-targets``): every checked target, misses highlighted."""
+    from plasticity_rl.validation import PATIENTS, PI_LEVEL, STATISTIC_LABELS, summary_line
+
+    df = pd.read_csv(path, dtype={"n": str, "published": str}, keep_default_na=False, na_values=[""])
+    checked = df[df["verdict"] != "not checked"]
+    shown = pd.DataFrame(
+        {
+            "target": checked["statistic"].map(STATISTIC_LABELS) + ": " + checked["arm"],
+            "source": checked["source"],
+            "time": checked["time"],
+            "trial n": checked["n"].str.replace(";", " + "),
+            "published": checked["published"].str.split(" (", regex=False).str[0],
+            "model": checked["model"].round(1),
+            f"model {PI_LEVEL:.0%} interval": [
+                f"{lo:.1f} to {hi:.1f}" for lo, hi in zip(checked["lo"], checked["hi"])
+            ],
+            "verdict": checked["verdict"],
+        }
+    )
+    skipped = df[df["verdict"] == "not checked"]
+    return (
+        f"<p>{_e(summary_line(df))}. The model's value comes from {PATIENTS:,} simulated patients per arm under this "
+        f"run's config; its interval is that of the statistic in simulated trials of the published size. "
+        f"Misses are highlighted; <code>validation.csv</code> says why the package's defaults miss each.</p>"
+        + table_html(shown, flag_failed=True, flagged="missed")
+        + (
+            "<p class='muted'>Not checked: "
+            + "; ".join(f"<code>{_e(i)}</code> ({_e(w)})" for i, w in zip(skipped["id"], skipped["why"]))
+            + "</p>"
+            if len(skipped)
+            else ""
+        )
+    )
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html``: config summary, figures with captions, tables, provenance.
 
@@ -302,6 +341,10 @@ def write_report(run_dir: str | Path) -> Path:
             key = "figures" if str(rel) == "." else f"figures-{rel}"
             title = "Figures" if str(rel) == "." else f"Figures: {rel}"
             sections.append((key, title, figs))
+
+    validation = run_dir / "validation.csv"
+    if validation.is_file():
+        sections.append(("published", "Against published trials", _validation_section(validation)))
 
     tables = []
     fits = _fit_sections(run_dir)

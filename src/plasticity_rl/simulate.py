@@ -24,7 +24,7 @@ from plasticity_rl.plasticity import ArmInputs, arm_inputs, scheduled_session_st
 from plasticity_rl.schedule import Schedules, build_schedules
 
 # Named random streams: adding a stream never changes the draws of another.
-STREAMS = {"params": 1, "everyday": 2, "corrective": 3, "attendance": 4, "ema": 5, "visits": 6}
+STREAMS = {"params": 1, "everyday": 2, "corrective": 3, "attendance": 4, "ema": 5, "visits": 6, "trials": 7}
 
 
 def stream_key(seed: int, name: str) -> jax.Array:

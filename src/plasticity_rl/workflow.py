@@ -12,6 +12,7 @@ those files alone).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -134,6 +135,8 @@ def fit_variants(
     fitting=None,
     waiting=None,
     written=None,
+    finished=None,
+    reuse: dict[str, FitOutcome] | None = None,
 ) -> list[FitOutcome]:
     """Fit each variant into ``folder / fit-<variant>``; one fit's folder is written while the next samples.
 
@@ -146,49 +149,80 @@ def fit_variants(
 
     Hooks for a caller that reports: ``fitting(variant)`` a context manager around each fit that
     yields its progress callback; ``waiting(variant)`` one around waiting for its folder;
-    ``written(outcome, seconds, overlapped)`` once the folder is complete.
+    ``written(outcome, seconds, overlapped)`` once the folder is complete (in the caller's
+    thread); ``finished(outcome)`` in the writer thread the moment it is, so that an interrupt
+    that waits for the writer still records the folder as finished.
+
+    ``reuse``: outcomes of fit folders already complete in ``folder`` (a resumed run); those
+    variants are not fitted again. A folder of another variant already there is an unfinished
+    one from an interrupted run, and is replaced.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     fitting = fitting or (lambda variant: nullcontext(False))
     waiting = waiting or (lambda variant: nullcontext())
-    jobs = []
+    reuse = reuse or {}
+
+    def write(*args):
+        outcome, seconds = _timed(write_fit_folder, *args)
+        if finished is not None:
+            finished(outcome)
+        return outcome, seconds
+
+    jobs = {}
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fit-folder")
     try:
-        for variant in variants:
-            for job in jobs:  # a folder that failed to write stops the run now, not after the next fit
+        for variant in (v for v in variants if v not in reuse):
+            for job in jobs.values():  # a folder that failed to write stops the run now
                 if job.done():
                     job.result()
             t0 = time.perf_counter()
             with fitting(variant) as progress:
                 idata = fit_posterior(tabs, cfg, variant, settings, progress=progress)
             out = folder / f"fit-{variant}"
+            if out.exists():
+                shutil.rmtree(out)
             out.mkdir()
-            jobs.append(
-                writer.submit(
-                    _timed,
-                    write_fit_folder,
-                    idata,
-                    tabs,
-                    cfg,
-                    variant,
-                    out,
-                    settings,
-                    time.perf_counter() - t0,
-                )
+            jobs[variant] = writer.submit(
+                write,
+                idata,
+                tabs,
+                cfg,
+                variant,
+                out,
+                settings,
+                time.perf_counter() - t0,
             )
         outcomes = []
-        for i, (variant, job) in enumerate(zip(variants, jobs)):
+        fitted = list(jobs)
+        for variant in variants:
+            if variant in reuse:
+                outcomes.append(reuse[variant])
+                continue
             with waiting(variant):
-                outcome, seconds = job.result()
+                outcome, seconds = jobs[variant].result()
             if written is not None:
-                written(outcome, seconds, i + 1 < len(variants))
+                written(outcome, seconds, variant != fitted[-1])
             outcomes.append(outcome)
         return outcomes
     finally:
         # On an error or Ctrl-C: drop what has not started, and wait for what has (JAX work
         # cannot be interrupted), so nothing writes into the run's folder once it is removed.
         writer.shutdown(wait=True, cancel_futures=True)
+
+
+def fit_outcome_of(folder: Path) -> FitOutcome:
+    """The outcome of a fit folder already written, from its ``diagnostics.json``."""
+    diag = json.loads((Path(folder) / "diagnostics.json").read_text())
+    return FitOutcome(
+        Path(folder),
+        diag["variant"],
+        bool(diag["passed"]),
+        list(diag["failures"]),
+        float(diag.get("sampling_seconds") or 0.0),
+        diag.get("likelihood", "conditional"),
+        diag.get("data_used"),
+    )
 
 
 def write_fit_folder(

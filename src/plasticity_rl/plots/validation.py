@@ -1,18 +1,15 @@
 """Simulated clinician scores against published group means (the calibration targets).
 
-The published numbers ship with the package (``plasticity_rl/validation_targets.csv``, rows
-copied from the project's ``validation/targets.csv`` with their source columns), so the figure
-needs nothing outside the installed package.
+The published numbers ship with the package (``plasticity_rl/validation_targets.csv``, read by
+:func:`plasticity_rl.validation.published_targets`), so the figure needs nothing outside the
+installed package; ``plasticity-rl check-targets`` scores the same rows as hit or miss.
 """
 
 from __future__ import annotations
 
-import re
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -27,50 +24,10 @@ from plasticity_rl.plots.style import (
     sim_arm_colors,
     title,
 )
+from plasticity_rl.validation import published_targets
 
 if TYPE_CHECKING:
     from plasticity_rl.simulate import Simulation
-
-TARGETS_FILE = "validation_targets.csv"
-
-
-def _time_days(text: str) -> float:
-    m = re.fullmatch(r"\s*([0-9.]+)\s*(h|d)\s*", str(text))
-    if not m:
-        return float("nan")
-    return float(m.group(1)) / (24.0 if m.group(2) == "h" else 1.0)
-
-
-def _mean_sd_n(text: str) -> tuple[float, float, float]:
-    """'25.1 (8.3; 20)' -> (25.1, 8.3, 20); '-16.5' -> (-16.5, nan, nan)."""
-    m = re.fullmatch(r"\s*(-?[0-9.]+)\s*(?:\(\s*([0-9.]+)\s*;\s*([0-9]+)\s*\))?\s*", str(text))
-    if not m:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(m.group(1))
-    sd = float(m.group(2)) if m.group(2) else float("nan")
-    n = float(m.group(3)) if m.group(3) else float("nan")
-    return mean, sd, n
-
-
-def published_targets() -> pd.DataFrame:
-    """The published clinician-score targets shipped with the package, parsed.
-
-    Raw columns (``id, study, design, arm, measure, time, value, unit, grade, note``) are kept;
-    added: ``source`` (the study's full citation, without the design note), ``time_days``,
-    ``mean``, ``sd``, ``n`` and ``sem`` (= sd / sqrt(n)).
-    """
-    with resources.files("plasticity_rl").joinpath(TARGETS_FILE).open("r", encoding="utf-8") as fh:
-        df = pd.read_csv(fh, dtype=str, keep_default_na=False)
-    df["group"] = df["id"].str.split("_").str[0]
-    full = df.groupby("group")["study"].agg(lambda s: max(s, key=len))
-    df["source"] = df["group"].map(full).str.replace(r"\s*\(.*\)\s*$", "", regex=True)
-    df["time_days"] = df["time"].map(_time_days)
-    parsed = df["value"].map(_mean_sd_n)
-    df["mean"] = [p[0] for p in parsed]
-    df["sd"] = [p[1] for p in parsed]
-    df["n"] = [p[2] for p in parsed]
-    df["sem"] = df["sd"] / np.sqrt(df["n"])
-    return df
 
 
 def _single_dose_arms(sim: Simulation) -> tuple[int | None, int | None]:
@@ -133,7 +90,7 @@ def clinician_vs_published(
 
     pub = published_targets()
     lii = pub[pub["group"] == "lii2023"]
-    mur = pub[pub["group"] == "murrough2013a"]
+    mur = pub[(pub["group"] == "murrough2013a") & (pub["statistic"] == "change")]
     lii_src = lii["source"].iloc[0] if len(lii) else ""
     mur_src = mur["source"].iloc[0] if len(mur) else ""
     hi_x = min(float(rel.max()), max(15.0, float(lii["time_days"].max() if len(lii) else 0) + 1.0)) + 0.5
