@@ -89,7 +89,11 @@ def session_compilation_cache(tmp_path_factory):
     if os.environ.get("PLASTICITY_RL_NO_CACHE") or jax.config.jax_compilation_cache_dir is not None:
         yield None
         return
-    cache = tmp_path_factory.mktemp("jax-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: the workers of one run share one cache
+        cache = tmp_path_factory.getbasetemp().parent / "jax-cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("jax-cache")
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     yield cache

@@ -396,3 +396,13 @@ def test_version():
 
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == f"plasticity-rl {version('plasticity-rl')}"
+
+
+def test_schema_prints_the_configs_json_schema():
+    import json
+
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == 0, res.output
+    schema = json.loads(res.output)
+    experiment = schema["$defs"]["Experiment"]["properties"]
+    assert experiment["patients_per_arm"]["minimum"] == 1 and experiment["seed"]["description"]

@@ -255,3 +255,14 @@ def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
     path = tmp_path / "bom.yaml"
     path.write_bytes(b"\xef\xbb\xbf" + bundled_config_path("single_infusion").read_bytes())
     assert load_config(path).experiment.name == "single_infusion"
+
+
+def test_an_unknown_key_names_the_nearest_field_and_the_allowed_ones():
+    data = yaml.safe_load(bundled_config_path("flagship").read_text())
+    data["experiment"]["sede"] = 3
+    data["arms"][1]["doses"][0]["dosage"] = 2
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    text = str(info.value)
+    assert "experiment.sede: got 3; unknown key; did you mean 'seed'?" in text
+    assert "arms[1].doses[0].dosage: got 2; unknown key; allowed here: day, hour, amount" in text

@@ -99,3 +99,13 @@ def test_the_docs_site_builds_with_no_broken_link_or_reference(tmp_path):
     assert "check_targets" in api and "simulate" in api  # the API reference is rendered, not empty
     notebook = tmp_path / "site" / "notebooks" / "01_prediction_errors" / "index.html"
     assert notebook.is_file()
+
+
+def test_the_citation_file_names_the_installed_version():
+    from importlib.metadata import version
+
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(cff["version"]) == version("plasticity-rl")
+    assert f"version = {{{version('plasticity-rl')}}}" in README  # the README's BibTeX entry too

@@ -914,6 +914,17 @@ def sbc(
     print(uniformity.round(4).to_string(index=False))
 
 
+@app.command()
+def schema():
+    """Print the config's JSON Schema (every field, its type, range and description), for editors
+    that check YAML against a schema (e.g. `# yaml-language-server: $schema=config.schema.json`)."""
+    import json
+
+    from plasticity_rl.config import Config
+
+    print(json.dumps(Config.model_json_schema(), indent=2))
+
+
 @app.command("configs")
 def list_configs():
     """List the configs bundled with the package."""

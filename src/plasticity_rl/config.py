@@ -621,12 +621,39 @@ def _allowed(err: dict[str, Any]) -> str:
     if full and any(k in ctx for k in ("ge", "gt", "le", "lt")):
         return "allowed: " + _bounds_text(full)
     if typ == "extra_forbidden":
-        return "unknown key; check the spelling against the documented fields"
+        return _unknown_key_text(err["loc"])
     if typ == "literal_error":
         return f"allowed: {ctx.get('expected')}"
     if bounds := _bounds_text(ctx):
         return "allowed: " + bounds
     return err["msg"]
+
+
+def _fields_at(loc: tuple) -> list[str] | None:
+    """The field names of the model that holds the key at ``loc`` (None if it cannot be told)."""
+    model: Any = Config
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue  # an entry of a list: the list's model is already taken
+        info = model.model_fields.get(key) if isinstance(key, str) else None
+        if info is None:
+            return None
+        model, _ = _model_in(info.annotation)
+        if model is None:
+            return None
+    return list(model.model_fields)
+
+
+def _unknown_key_text(loc: tuple) -> str:
+    """'unknown key; did you mean 'seed'?' and the fields allowed there (docs/config.md lists them)."""
+    import difflib
+
+    fields = _fields_at(loc)
+    if not fields:
+        return "unknown key (docs/config.md lists every field)"
+    near = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return f"unknown key; {hint}allowed here: {', '.join(fields)}"
 
 
 def _problems(exc: ValidationError) -> list[str]:
