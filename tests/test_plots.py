@@ -166,3 +166,23 @@ def test_render_figures(flagship, sweep, tmp_path):
     paths = render_figures(sweep, tmp_path / "sweep", formats=("svg",))
     assert {p.name for p in paths} == {"alpha_curves.svg", "belief_curves.svg", "timing_curve.svg"}
     assert (tmp_path / "sweep" / "timing_curve.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_good_and_bad_news_figure_for_asymmetric_learning(flagship):
+    from plasticity_rl.plots import good_and_bad_news
+
+    sim = small_sim("asymmetric")
+    assert "good_and_bad_news" in applicable_figures(sim)
+    assert "good_and_bad_news" not in applicable_figures(flagship)  # one α: nothing to balance
+    fig = good_and_bad_news(sim)
+    assert_axes_labelled(fig)
+    assert window_artists(fig) and "window" in caption_of(fig)
+    texts = legend_texts(fig)
+    assert "α⁺ (good news)" in texts and "α⁻ (bad news)" in texts
+    for lab in labels(sim):
+        assert texts.count(lab) == 1
+    (ratio,) = [ln.get_ydata() for ln in fig.axes[1].get_lines() if ln.get_label() == "ketamine"]
+    assert ratio[0] < 1.0 < ratio.max()  # bad news wins at baseline, good news in the window
+    assert_not_blank(fig)
+    with pytest.raises(ValueError, match="asymmetric variant"):
+        good_and_bad_news(flagship)

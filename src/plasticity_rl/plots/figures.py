@@ -169,6 +169,73 @@ def alpha_curves(
     )
 
 
+def good_and_bad_news(sim: Simulation, *, arm: str | None = None, frac: float = WINDOW_FRACTION) -> Figure:
+    """Asymmetric variants: the learning rates for good news (α⁺) and bad news (α⁻) of one
+    ketamine arm, and their ratio for every arm, around the first infusion.
+
+    ``arm``: the arm on the left (default: the first arm with a ketamine dose).
+    """
+    if not sim.model.asymmetric or sim.trajectory.alpha_neg is None:
+        raise ValueError(f"good_and_bad_news needs an asymmetric variant; {sim.model.name!r} has one α")
+    names, colors = arm_names(sim), sim_arm_colors(sim)
+    dosed = [i for i in range(len(names)) if (sim.schedules.dose_amounts[i] > 0).any()]
+    if arm is None and not dosed:
+        raise ValueError(f"good_and_bad_news needs an arm with a ketamine dose; arms: {names}")
+    if arm is not None and arm not in names:
+        raise ValueError(f"unknown arm {arm!r}; this simulation has {names}")
+    k = names.index(arm) if arm is not None else dosed[0]
+    pos = np.asarray(sim.trajectory.alpha, np.float64)
+    neg = np.asarray(sim.trajectory.alpha_neg, np.float64)
+    t = np.asarray(sim.schedules.t_hours) / 24.0
+    zoom = _zoom_range(sim, [k], before=2.0, after=7.0) or (0.0, float(sim.config.experiment.days))
+    rows = sim.arm_index == k
+    with house_style():
+        fig, axes = new_figure(1, 2)
+        left, right = axes[0]
+        for ax in (left, right):
+            ax.set_xlim(*zoom)
+            ax.set_xlabel(DAYS_LABEL)
+        marks = shade_window(left, sim, arms=[names[k]], frac=frac)
+        shade_window(right, sim, arms=[names[k]], frac=frac)
+        c = colors[names[k]]
+        (h_pos,) = left.plot(t, pos[rows].mean(axis=0), color=c, lw=2.6, drawstyle="steps-post")
+        (h_neg,) = left.plot(t, neg[rows].mean(axis=0), color=c, lw=2.0, ls="--", drawstyle="steps-post")
+        left.set_ylim(0, None)
+        left.set_ylabel(ALPHA_LABEL)
+        title(left, f"{arm_labels(sim)[names[k]]}: good and bad news")
+        lines = {}
+        widths = _stacked_widths(len(names))
+        for j, i in enumerate(range(len(names))):
+            m = sim.arm_index == i
+            ratio = pos[m].mean(axis=0) / neg[m].mean(axis=0)
+            (lines[names[i]],) = right.plot(
+                t, ratio, color=colors[names[i]], lw=widths[j], drawstyle="steps-post", label=names[i]
+            )
+        right.axhline(1.0, color="0.35", lw=1.2, ls=":")
+        right.set_ylim(0, None)
+        right.set_ylabel("α⁺ / α⁻ (above 1: good news wins)")
+        title(right, "the balance of good and bad news, every arm")
+        h, lab = _arm_handles(lines, sim)
+        _legend(
+            right,
+            [h_pos, h_neg, *h, *(m[0] for m in marks)],
+            ["α⁺ (good news)", "α⁻ (bad news)", *lab, *(m[1] for m in marks)],
+        )
+        fig.suptitle("Ketamine rebalances learning from good and bad news")
+    base = float(pos[rows][:, 0].mean() / neg[rows][:, 0].mean())
+    peak = float((pos[rows].mean(axis=0) / neg[rows].mean(axis=0)).max())
+    return attach_caption(
+        fig,
+        f"{sim.model.name}: separate learning rates for experiences that went better than expected "
+        f"(α⁺, solid) and worse (α⁻, dashed), mean over the {int(rows.sum())} patients of "
+        f"{arm_labels(sim)[names[k]]!r} (left), and their ratio in every arm (right; dotted: equal rates). Before the "
+        f"infusion bad news is learned faster (α⁺/α⁻ = {base:.2f}), as measured in depression; in the "
+        f"window ketamine raises α⁺ more than α⁻ and the ratio peaks at {peak:.1f}. Shaded: the plasticity "
+        f'window. "Ketamine raises α" elsewhere in this package is the teaching simplification of this '
+        f"rebalancing; the boosts A⁺ and A⁻ are model parameters, not measured values.",
+    )
+
+
 # ----------------------------------------------------------------------------- beliefs
 
 
@@ -430,6 +497,7 @@ def clinician_scores(
 
 FIGURES: dict[str, Callable[[Simulation], Figure]] = {
     "alpha_curves": alpha_curves,
+    "good_and_bad_news": good_and_bad_news,
     "belief_curves": belief_curves,
     "clinician_scores": clinician_scores,
     "timing_curve": timing_curve,
@@ -439,7 +507,10 @@ FIGURES: dict[str, Callable[[Simulation], Figure]] = {
 def applicable_figures(sim: Simulation) -> list[str]:
     """Names of the figures that apply to this simulation, in :data:`FIGURES` order."""
     cfg = sim.config
-    out = ["alpha_curves", "belief_curves"]
+    out = ["alpha_curves"]
+    if sim.model.asymmetric and (sim.schedules.dose_amounts > 0).any():
+        out.append("good_and_bad_news")
+    out.append("belief_curves")
     if cfg.observations.visits.enabled and sim.visits.shape[1]:
         out.append("clinician_scores")
     if cfg.timing_sweep is not None:
