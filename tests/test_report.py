@@ -102,7 +102,13 @@ def test_report_highlights_failed_fit_rows(run_dir):
     text = (run_dir / "report.html").read_text()
     assert "fit/summary.csv" in text and "fit/diagnostics.json" in text
     fit_section = text.split('<section id="fit">')[1].split("</section>")[0]
-    assert fit_section.count('<tr class="failed">') == 1
+    ranked_failed = sum(
+        int((~pd.read_csv(run_dir / "compare" / name)["diagnostics_passed"]).sum())
+        for name in ("loo.csv", "loo_conditional.csv")
+    )
+    assert (
+        fit_section.count('<tr class="failed">') == 1 + ranked_failed
+    )  # the fake fit's row + ranked failed fits
     assert "flags the fit as failed" in text
     df = pd.DataFrame({"ok": [True, False], "status": ["ok", "ok"], "x": [1, 2]})
     assert failed_rows(df).tolist() == [False, True]
@@ -120,6 +126,16 @@ def test_report_shows_the_real_fits_and_the_model_comparison(run_dir):
     assert (run_dir / "fit-schema" / "loo_marginal.nc").is_file()
     # 1 chain x 20 draws cannot pass the diagnostics: both real fits and the fake one say so.
     assert text.count("this file flags the fit as failed") == 3
+
+
+def test_the_comparison_marks_every_ranked_fit_that_failed_its_diagnostics(run_dir):
+    """1 chain x 20 draws: both fits fail their diagnostics; the ranking still shows them, marked
+    in the table, the figure and its caption."""
+    table = pd.read_csv(run_dir / "compare" / "loo.csv")
+    assert set(table["model"]) == {"schema", "schema_ungated"}
+    assert not table["diagnostics_passed"].any()
+    captions = (run_dir / "compare" / "figures" / "captions.md").read_text()
+    assert "FAILED its diagnostics" in captions and "schema_ungated" in captions
 
 
 def test_report_shows_the_model_against_published_trials(run_dir):

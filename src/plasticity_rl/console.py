@@ -110,6 +110,12 @@ def report_loo(folder: Path, table, rep: Reporter, fits: list[Path] | None = Non
     note = loo_warning(json.loads((folder / "loo_pareto_k.json").read_text()), integrated, fits)
     if note:
         err.print(f"  [red]{note}[/red]")
+    if "diagnostics_passed" in table.columns:
+        for model in table.index[~table["diagnostics_passed"].astype(bool)]:
+            err.print(
+                f"  [red]{model} FAILED ITS DIAGNOSTICS: its place in this ranking is unreliable[/red] "
+                "(its diagnostics.json says why)"
+            )
 
 
 def fail(exc: BaseException) -> None:

@@ -51,7 +51,7 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 FAIL_WORDS = {"fail", "failed", "failure", "error", "bad", "false", "no", "miss"}
-PASS_COLUMNS = ("ok", "passed", "pass", "converged")
+PASS_COLUMNS = ("ok", "passed", "pass", "converged", "diagnostics_passed")
 FAIL_COLUMNS = ("failed", "fail", "flagged")
 
 

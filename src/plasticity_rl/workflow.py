@@ -424,7 +424,7 @@ def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
     """
     from plasticity_rl.plots import loo_comparison, save_figure
 
-    conditional, marginal = {}, {}
+    conditional, marginal, passed = {}, {}, {}
     for d in fit_dirs:
         path = Path(d) / "posterior.nc"
         if not path.is_file():
@@ -432,6 +432,8 @@ def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
         idata = az.from_netcdf(str(path))
         name = str(idata.posterior.attrs.get("variant", Path(d).name))
         conditional[name] = idata
+        diag = Path(d) / "diagnostics.json"  # a fit that failed them is ranked, and marked
+        passed[name] = bool(json.loads(diag.read_text()).get("passed", True)) if diag.is_file() else True
         if (Path(d) / "loo_marginal.nc").is_file():
             marginal[name] = az.from_netcdf(str(Path(d) / "loo_marginal.nc"))
     sizes = {k: v.log_likelihood["obs"].sizes["patient"] for k, v in conditional.items()}
@@ -441,22 +443,28 @@ def compare_fits(fit_dirs: list[Path], out: Path) -> pd.DataFrame:
         raise ValueError("compare needs fits of at least two different variants")
     integrated = len(marginal) == len(conditional)
     out.mkdir(parents=True, exist_ok=True)
-    conditional_result = _write_loo(conditional, out, "loo_conditional" if integrated else "loo")
-    table, pareto = _write_loo(marginal, out, "loo") if integrated else conditional_result
+    conditional_result = _write_loo(conditional, out, "loo_conditional" if integrated else "loo", passed)
+    table, pareto = _write_loo(marginal, out, "loo", passed) if integrated else conditional_result
     fig = loo_comparison(table, title_note=loo_warning(pareto, integrated), integrated=integrated)
     save_figure(fig, out / "figures", "loo_comparison", ("png", "svg"))
     append_captions(out / "figures", {"loo_comparison": fig})
     return table
 
 
-def _write_loo(idatas: dict, out: Path, stem: str):
-    """arviz.compare of ``idatas`` into ``<stem>.csv`` and its Pareto-k verdict into ``<stem>_pareto_k.json``."""
+def _write_loo(idatas: dict, out: Path, stem: str, passed: dict[str, bool] | None = None):
+    """arviz.compare of ``idatas`` into ``<stem>.csv`` and its Pareto-k verdict into ``<stem>_pareto_k.json``.
+
+    ``passed``: each model's diagnostics verdict, kept as the table's ``diagnostics_passed``
+    column, so a ranked fit that failed its diagnostics is marked wherever the table goes.
+    """
     import warnings
 
     with warnings.catch_warnings():  # the verdict goes into the json and the figure
         warnings.simplefilter("ignore")
         table = az.compare(idatas, ic="loo", var_name="obs")
         pareto = {k: _pareto_k_bad(v) for k, v in idatas.items()}
+    if passed is not None:
+        table["diagnostics_passed"] = [passed.get(str(m), True) for m in table.index]
     table.to_csv(out / f"{stem}.csv", index_label="model")
     (out / f"{stem}_pareto_k.json").write_text(json.dumps(pareto, indent=2) + "\n")
     return table, pareto

@@ -21,6 +21,7 @@ from scipy import stats
 
 from plasticity_rl.params import true_on_support_bound
 from plasticity_rl.plots._panels import (
+    TITLE_NOTE_COLOR,
     _arms_in_order,
     _flag_caption,
     _panel_figure,
@@ -39,6 +40,7 @@ from plasticity_rl.trust import expected_r, recovery_r
 
 POINT_COLOR = "#000000"
 WARN_COLOR = "#D55E00"  # Okabe-Ito vermillion, as the house's "read with care" notes
+FAIL_COLOR = TITLE_NOTE_COLOR  # a fit that failed its diagnostics, as in the fit figures' titles
 LEVEL_COLORS = {"group": "#000000", "patient": "#0072B2"}
 MAX_POINTS = 250  # recovery_scatter draws at most this many estimates per panel (statistics use all)
 
@@ -245,6 +247,11 @@ def loo_comparison(
     df = compare_df.sort_values("rank") if "rank" in compare_df.columns else compare_df
     names = [str(i) for i in df.index]
     warn = df["warning"].astype(bool).to_numpy() if "warning" in df.columns else np.zeros(len(df), bool)
+    failed = (
+        ~df["diagnostics_passed"].astype(bool).to_numpy()
+        if "diagnostics_passed" in df.columns
+        else np.zeros(len(df), bool)
+    )
     scale = str(df["scale"].iloc[0]) if "scale" in df.columns else "log"
     what, better, unit = _SCALE_TEXT.get(scale, _SCALE_TEXT["log"])
     if kfold:
@@ -275,10 +282,20 @@ def loo_comparison(
                 )
             dax.text(1.03, 1.0, "weight", transform=dax.transAxes, ha="left", va="bottom", fontsize=13)
         ax.set_ylim(len(df) - 0.5, -0.5)  # best on top
-        ax.set_yticks(y, [n + ("  (warning)" if w else "") for n, w in zip(names, warn)])
-        for lab, w in zip(ax.get_yticklabels(), warn):
-            if w:
+        ticks = [
+            n + ("\n(FAILED diagnostics)" if f else "") + ("  (warning)" if w else "")
+            for n, w, f in zip(names, warn, failed)
+        ]
+        ax.set_yticks(y, ticks)
+        for lab, w, f in zip(ax.get_yticklabels(), warn, failed):
+            if f:
+                lab.set_color(FAIL_COLOR)
+                lab.set_fontweight("bold")
+            elif w:
                 lab.set_color(WARN_COLOR)
+        for k in np.flatnonzero(failed):  # a cross over the point: this fit's place is not to be trusted
+            for a, x in ((ax, df[elpd].iloc[k]), (dax, df["elpd_diff"].iloc[k])):
+                a.plot(x, y[k], marker="X", ms=15, color=FAIL_COLOR, ls="none", zorder=5)
         ax.grid(False, axis="y")
         dax.grid(False, axis="y")
         ax.set_ylabel("model (best on top)")
@@ -295,7 +312,10 @@ def loo_comparison(
                 if kfold
                 else "LOO warning (Pareto k too high): estimate unreliable"
             )
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=12)
+        if failed.any():
+            handles.append(Line2D([], [], color=FAIL_COLOR, marker="X", ms=12, ls="none"))
+            labels.append("the fit FAILED its diagnostics: its place in the ranking is unreliable")
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 2), fontsize=12)
         if kfold:
             n_folds = compare_df.attrs.get("k", "K")
             _suptitle(
@@ -325,6 +345,12 @@ def loo_comparison(
         f"two dse of zero does not separate the models. Numbers at the right: stacking weights. "
         f"Models marked in orange (hollow) have a LOO warning (some Pareto k too high), so their "
         f"estimate is unreliable."
+        + (
+            f" Crossed in red: {', '.join(n for n, f in zip(names, failed) if f)} FAILED its diagnostics "
+            f"(diagnostics.json of its fit): its posterior, and so its place here, cannot be trusted."
+            if failed.any()
+            else ""
+        )
         + (
             " Integrated LOO: the left-out patient's own parameters (baseline learning rate, ketamine "
             "boost, initial schema) are integrated over the fitted population distribution by "
