@@ -109,3 +109,14 @@ def test_the_citation_file_names_the_installed_version():
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert str(cff["version"]) == version("plasticity-rl")
     assert f"version = {{{version('plasticity-rl')}}}" in README  # the README's BibTeX entry too
+
+
+def test_the_adding_a_variant_page_runs_as_written():
+    """docs/variants.md's example registers a model, simulates with it and checks it: run it."""
+    from plasticity_rl.registry import MODELS
+
+    (code,) = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "variants.md").read_text(), re.S)
+    try:
+        exec(compile(code, "docs/variants.md", "exec"), {"__name__": "docs_variants"})
+    finally:
+        MODELS.pop("leaky_rw", None)
