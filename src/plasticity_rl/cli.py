@@ -56,6 +56,13 @@ def _main(
     return None
 
 
+def _registered_variants() -> list[str]:
+    """The belief models a config may name (``import plasticity_rl`` registers the bundled ones)."""
+    from plasticity_rl.registry import MODELS
+
+    return sorted(MODELS)
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the output path.")]
 Chains = Annotated[int, typer.Option(min=1, help="NUTS chains.")]
@@ -437,7 +444,13 @@ def fit_cmd(
         ),
     ] = None,
     variant: Annotated[
-        str | None, typer.Option("--variant", help="Model variant (default: the config's).")
+        str | None,
+        typer.Option(
+            "--variant",
+            help="Model variant (default: the config's). Registered: "
+            + ", ".join(_registered_variants())
+            + ".",
+        ),
     ] = None,
     method: Annotated[
         str, typer.Option("--method", help="nuts (default), or svi: a fast APPROXIMATE variational fit.")
