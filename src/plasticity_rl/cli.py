@@ -660,13 +660,7 @@ def check_targets_cmd(
     patients. A target inside it is a hit; one outside, a miss. Needs an arm with one ketamine
     infusion and an arm with a placebo infusion, neither with therapy.
     """
-    from plasticity_rl.validation import (
-        PI_LEVEL,
-        STATISTIC_LABELS,
-        check_targets,
-        single_infusion_arms,
-        summary_line,
-    )
+    from plasticity_rl.validation import check_targets, shown_targets, single_infusion_arms, summary_line
 
     try:
         cfg = _load(config or bundled_config_path("single_infusion"))
@@ -694,30 +688,11 @@ def check_targets_cmd(
         fail(exc)
     from rich.table import Table
 
-    shown = Table(
-        "target",
-        "source",
-        "time",
-        "trial n",
-        "published",
-        "model",
-        f"model {PI_LEVEL:.0%} interval",
-        "verdict",
-    )
-    for r in table.itertuples(index=False):
-        if r.verdict == "not checked":
-            continue
+    rows = shown_targets(table)
+    shown = Table(*rows.columns)
+    for r in rows.itertuples(index=False):
         colour = "green" if r.verdict == "hit" else "red"
-        shown.add_row(
-            f"{STATISTIC_LABELS[r.statistic]}: {r.arm}",
-            r.source,
-            r.time,
-            r.n.replace(";", " + "),
-            r.published.split(" (")[0],
-            f"{r.model:.1f}",
-            f"{r.lo:.2f} to {r.hi:.2f}",
-            f"[{colour}]{r.verdict.upper()}[/{colour}]",
-        )
+        shown.add_row(*(str(v) for v in r[:-1]), f"[{colour}]{r.verdict.upper()}[/{colour}]")
     Console(width=200).print(shown)
     skipped = table[table["verdict"] == "not checked"]
     if len(skipped):

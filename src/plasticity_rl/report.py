@@ -264,24 +264,10 @@ def _figures_html(run_dir: Path, fig_dir: Path) -> str:
 
 def _validation_section(path: Path) -> str:
     """``validation.csv`` (``plasticity-rl check-targets``): every checked target, misses highlighted."""
-    from plasticity_rl.validation import PATIENTS, PI_LEVEL, STATISTIC_LABELS, summary_line
+    from plasticity_rl.validation import PATIENTS, shown_targets, summary_line
 
     df = pd.read_csv(path, dtype={"n": str, "published": str}, keep_default_na=False, na_values=[""])
-    checked = df[df["verdict"] != "not checked"]
-    shown = pd.DataFrame(
-        {
-            "target": checked["statistic"].map(STATISTIC_LABELS) + ": " + checked["arm"],
-            "source": checked["source"],
-            "time": checked["time"],
-            "trial n": checked["n"].str.replace(";", " + "),
-            "published": checked["published"].str.split(" (", regex=False).str[0],
-            "model": checked["model"].round(1),
-            f"model {PI_LEVEL:.0%} interval": [
-                f"{lo:.1f} to {hi:.1f}" for lo, hi in zip(checked["lo"], checked["hi"])
-            ],
-            "verdict": checked["verdict"],
-        }
-    )
+    shown = shown_targets(df)
     skipped = df[df["verdict"] == "not checked"]
     return (
         f"<p>{_e(summary_line(df))}. The model's value comes from {PATIENTS:,} simulated patients per arm under this "

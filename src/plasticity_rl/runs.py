@@ -135,7 +135,6 @@ class RunState:
     final: Path
     key: str
     done: list[str]
-    resumed: bool = False
 
     def finished(self, step: str) -> bool:
         return step in self.done
@@ -223,7 +222,7 @@ def resumable_dir(base: Path, name: str, key: str, on_stale=None) -> Iterator[Ru
         final = base / saved["final"]
         if final.exists():  # a folder of that name appeared meanwhile: finish under a new name
             final = unique_run_dir(base, name)
-        state = RunState(partial, final, key, list(saved.get("done", [])), resumed=True)
+        state = RunState(partial, final, key, list(saved.get("done", [])))
     if state is None:
         final = unique_run_dir(base, name)
         partial = final.parent / f".{final.name}.partial"

@@ -76,15 +76,20 @@ def published_targets() -> pd.DataFrame:
     return df
 
 
+def _infusion_days(arm) -> list[float]:
+    """Every infusion of an arm (active or placebo, repeats included), in days."""
+    return [t for d in arm.doses for t in d.times_days()]
+
+
 def single_infusion_arms(cfg: Config) -> tuple[str | None, str | None]:
-    """(ketamine arm, placebo arm) of a config: the first arm with one ketamine infusion and no
-    therapy, and the first with placebo infusions only (amount 0) and no therapy."""
+    """(ketamine arm, placebo arm) of a config: the first arm with exactly one infusion, of
+    ketamine, and no therapy, and the first with placebo infusions only (amount 0) and no therapy."""
     ket = plc = None
-    for arm in cfg.arms:
+    for arm in cfg.all_arms():
         if arm.sessions or not arm.doses:
             continue
-        active = [d for d in arm.doses if d.amount > 0]
-        if ket is None and len(active) == 1 and len(arm.doses) == 1:
+        active = any(d.amount > 0 for d in arm.doses)
+        if ket is None and active and len(_infusion_days(arm)) == 1:
             ket = arm.name
         if plc is None and not active:
             plc = arm.name
@@ -92,26 +97,27 @@ def single_infusion_arms(cfg: Config) -> tuple[str | None, str | None]:
 
 
 def _dose_day(cfg: Config, arm_name: str) -> float:
-    arm = next(a for a in cfg.arms if a.name == arm_name)
-    return arm.doses[0].day + arm.doses[0].hour / 24.0
+    """The arm's first infusion, in days."""
+    return min(_infusion_days(next(a for a in cfg.all_arms() if a.name == arm_name)))
 
 
-def _check_config(cfg: Config, ket: str, plc: str, times: list[float], patients: int):
-    """The config cut to the two arms, ``patients`` each, visits just before each arm's infusion
-    and at every target time after it, and enough days to reach the last one."""
+def _cohort_with_visits(cfg: Config, arm_names, visit_days, patients: int) -> Config:
+    """``cfg`` cut to ``arm_names``, ``patients`` each, with complete clinician visits at
+    ``visit_days`` and enough days to reach the last one (the rest of the config unchanged)."""
     data = cfg.model_dump(mode="json")
-    arms = [dict(a, patients=None) for a in data["arms"] if a["name"] in (plc, ket)]
-    step = 1.0 / cfg.experiment.steps_per_day
-    days = []
-    for name in (plc, ket):
-        t0 = _dose_day(cfg, name)
-        days += [t0 - step] + [t0 + t for t in times]
-    last = int(np.ceil(max(days) + step))
-    data["arms"] = arms
+    data["arms"] = [dict(a, patients=None) for a in data["arms"] if a["name"] in arm_names]
     data["timing_sweep"] = None
+    last = int(np.ceil(max(visit_days) + 1.0 / cfg.experiment.steps_per_day))
     data["experiment"].update(patients_per_arm=patients, days=max(last, cfg.experiment.days))
-    data["observations"]["visits"].update(enabled=True, days=sorted(set(days)), missing_rate=0.0)
+    data["observations"]["visits"].update(enabled=True, days=sorted(set(visit_days)), missing_rate=0.0)
     return config_from_dict(data)
+
+
+def _check_config(cfg: Config, ket: str, plc: str, times: list[float], patients: int) -> Config:
+    """The two arms, with visits one step before each arm's infusion and at every target time after it."""
+    step = 1.0 / cfg.experiment.steps_per_day
+    days = [t0 + t for t0 in (_dose_day(cfg, plc), _dose_day(cfg, ket)) for t in (-step, *times)]
+    return _cohort_with_visits(cfg, (plc, ket), days, patients)
 
 
 def _statistic(kind: str, score: np.ndarray, pre: np.ndarray) -> np.ndarray:
@@ -212,22 +218,8 @@ def check_targets(cfg: Config, patients: int = PATIENTS, trials: int = TRIALS) -
         out.append(
             dict(row, model=float(model), lo=float(lo), hi=float(hi), verdict=verdict, why=r.check_note)
         )
-    cols = [
-        "id",
-        "statistic",
-        "source",
-        "arm",
-        "measure",
-        "time",
-        "n",
-        "published",
-        "model",
-        "lo",
-        "hi",
-        "verdict",
-        "why",
-    ]
-    return pd.DataFrame(out)[[*cols, "defaults_miss"]]
+    columns = ["id", "statistic", "source", "arm", "measure", "time", "n", "published", "model", "lo", "hi"]
+    return pd.DataFrame(out)[[*columns, "verdict", "why", "defaults_miss"]]
 
 
 STATISTIC_LABELS = {
@@ -236,6 +228,27 @@ STATISTIC_LABELS = {
     "response": "responders (MADRS at most half of baseline), %",
     "gap": "MADRS change, ketamine minus placebo",
 }
+
+
+def shown_targets(table: pd.DataFrame) -> pd.DataFrame:
+    """The checked rows of a :func:`check_targets` table as people read them (the CLI's table,
+    the report's section): a label, the source, the trial's size, the published value as reported."""
+    checked = table[table["verdict"] != "not checked"]
+    return pd.DataFrame(
+        {
+            "target": checked["statistic"].map(STATISTIC_LABELS) + ": " + checked["arm"],
+            "source": checked["source"],
+            "time": checked["time"],
+            "trial n": checked["n"].astype(str).str.replace(";", " + "),
+            "published": checked["published"].astype(str).str.split(" (", regex=False).str[0],
+            "model": checked["model"].round(1),
+            # two decimals: a value just outside the interval must not read as its edge
+            f"model {PI_LEVEL:.0%} interval": [
+                f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(checked["lo"], checked["hi"])
+            ],
+            "verdict": checked["verdict"],
+        }
+    )
 
 
 def summary_line(table: pd.DataFrame) -> str:
@@ -261,25 +274,18 @@ def score_decomposition(cfg: Config, after_days=(1.0, 7.0, 28.0), patients: int 
     """
     from plasticity_rl.simulate import simulate
 
-    arms = [a for a in cfg.arms if a.doses]
     step = 1.0 / cfg.experiment.steps_per_day
-    times = {a.name: [t for d in a.doses for t in d.times_days()] for a in arms}
+    times = {a.name: _infusion_days(a) for a in cfg.arms if a.doses}
     pre = {name: min(ts) - step for name, ts in times.items()}
     at = {name: [max(ts) + t for t in after_days] for name, ts in times.items()}
     days = sorted(set(pre.values()) | {t for ts in at.values() for t in ts})
-    data = cfg.model_dump(mode="json")
-    data["arms"] = [dict(a, patients=None) for a in data["arms"] if a["doses"]]
-    data["timing_sweep"] = None
-    last = int(np.ceil(max(days) + step))
-    data["experiment"].update(patients_per_arm=patients, days=max(last, cfg.experiment.days))
-    data["observations"]["visits"].update(enabled=True, days=days, missing_rate=0.0)
-    sim = simulate(config_from_dict(data))
+    sim = simulate(_cohort_with_visits(cfg, list(times), days, patients))
     m_max = sim.config.observations.visits.m_max
     learned = m_max - sim.visit_expected - sim.visit_D - sim.visit_E  # = m_max V at each visit
+    col = {d: int(np.argmin(np.abs(sim.visit_days - d))) for d in days}
     rows = []
     for i, arm in enumerate(sim.config.arms):
         keep = sim.arm_index == i
-        col = {d: int(np.argmin(np.abs(sim.visit_days - d))) for d in days}
         k0 = col[pre[arm.name]]
         for t, day in zip(after_days, at[arm.name]):
             k = col[day]

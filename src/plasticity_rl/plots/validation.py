@@ -24,26 +24,16 @@ from plasticity_rl.plots.style import (
     sim_arm_colors,
     title,
 )
-from plasticity_rl.validation import published_targets
+from plasticity_rl.validation import published_targets, single_infusion_arms
 
 if TYPE_CHECKING:
     from plasticity_rl.simulate import Simulation
 
 
 def _single_dose_arms(sim: Simulation) -> tuple[int | None, int | None]:
-    """(ketamine arm, placebo arm): one active dose and no therapy / placebo infusions only, no therapy."""
-    sch = sim.schedules
-    ket = plc = None
-    for i in range(len(sch.arm_names)):
-        if (sch.session_n[i] > 0).any():
-            continue
-        active = int((sch.dose_amounts[i] > 0).sum())
-        infusions = int(np.isfinite(sch.infusion_hours[i]).sum())
-        if ket is None and active == 1 and infusions == 1:
-            ket = i
-        if plc is None and active == 0 and infusions >= 1:
-            plc = i
-    return ket, plc
+    """(ketamine arm, placebo arm) indices: :func:`plasticity_rl.validation.single_infusion_arms`."""
+    names = arm_names(sim)
+    return tuple(None if a is None else names.index(a) for a in single_infusion_arms(sim.config))
 
 
 def published_comparison_applies(sim: Simulation) -> bool:
