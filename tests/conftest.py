@@ -8,6 +8,9 @@ session attendance) instead of each simulating its own.
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpyro
@@ -44,6 +47,23 @@ def _split(path: str) -> list[str | int]:
             keys.append(name)
         keys += [int(i.rstrip("]")) for i in indices]
     return keys
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A Chromium binary for the browser tests (Debian's package; CHROMIUM=/path overrides), or skip."""
+    env = os.environ.get("CHROMIUM")
+    if env and Path(env).is_file():
+        return env
+    found = next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+    if found is None:
+        pytest.skip(
+            "Chromium not found (install the Debian package 'chromium', or set CHROMIUM=/path/to/chrome)"
+        )
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ LAYERS = [
         "plasticity_rl.recovery",
         "plasticity_rl.kfold",
         "plasticity_rl.lessons",
+        "plasticity_rl.explore",
         "plasticity_rl.console",
         "plasticity_rl.cli",
     ),

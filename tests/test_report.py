@@ -13,7 +13,6 @@ import json
 import os
 import re
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -26,16 +25,6 @@ from typer.testing import CliRunner
 
 from plasticity_rl.cli import app
 from plasticity_rl.report import failed_rows
-
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-
-
-def find_chromium() -> str | None:
-    env = os.environ.get("CHROMIUM")
-    if env and Path(env).is_file():
-        return env
-    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
-
 
 # ----------------------------------------------------------------------------- a small run
 
@@ -266,13 +255,8 @@ class PipeCDP:
             self.proc.stderr.close()
 
 
-def test_report_in_headless_chromium(run_dir, tmp_path):
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip(
-            "Chromium not found (install the Debian package 'chromium', or set CHROMIUM=/path/to/chrome); "
-            "the browser check of report.html is skipped"
-        )
+def test_report_in_headless_chromium(run_dir, tmp_path, chromium):
+    binary = chromium
     url = (run_dir / "report.html").resolve().as_uri()
     cdp = PipeCDP(binary, tmp_path / "profile")
     try:

@@ -903,6 +903,58 @@ def sbc(
 
 
 @app.command()
+def explore(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Base config (YAML) for everything the sliders do not set. Default: the bundled flagship.",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Serve the page without opening a browser.")
+    ] = False,
+):
+    """A live page to play with the model: sliders for the dose schedule, A, α0, κ, the window's
+    length, the interpretation bias, the therapy's start, sessions and corrective experiences,
+    and the variant; α(t), V and S, the clinician score and the therapy-timing curve redraw as
+    you move them, computed by the package's own simulator. Export the settings as a config.
+
+    Served on 127.0.0.1 only and fully offline (nothing is loaded from the internet). Ctrl-C stops.
+    """
+    from plasticity_rl.explore import make_server, warm_up
+
+    try:
+        base = _load(config) if config is not None else load_config(bundled_config_path("flagship"))
+        with err.status("compiling the explorer's programs..."):
+            seconds = warm_up(base)
+        server = make_server(base, port=port)
+    except OSError as exc:
+        err.print(
+            f"[red]✗[/red] port {port}: {exc.strerror or exc}; choose another with --port (0: any free port)"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        fail(exc)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    err.print(
+        f"✓ explorer ready ({seconds:.1f} s to compile), base config {base.experiment.name}; Ctrl-C stops"
+    )
+    print(url, flush=True)
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        err.print("explorer stopped")
+    finally:
+        server.server_close()
+
+
+@app.command()
 def schema():
     """Print the config's JSON Schema (every field, its type, range and description), for editors
     that check YAML against a schema (e.g. `# yaml-language-server: $schema=config.schema.json`)."""
