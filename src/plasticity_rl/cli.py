@@ -74,6 +74,17 @@ TargetAccept = Annotated[
     ),
 ]
 Draws = Annotated[int, typer.Option(min=1, help="Posterior draws per chain.")]
+ExtendDraws = Annotated[
+    int | None,
+    typer.Option(
+        "--extend-draws",
+        min=0,
+        help="NUTS: if R-hat or ESS fail after the draws (and nothing diverged), keep sampling, up to this "
+        "many more draws per chain, until the draws after a whole round pass (a chain still settling "
+        "has its first round counted as warm-up). Default: as many as --draws; 0: never.",
+        show_default=False,
+    ),
+]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit with code 3 if a fit fails its diagnostics.")]
 Scheduler = Annotated[
     str | None,
@@ -140,6 +151,7 @@ def run(
     chains: Chains = 4,
     warmup: Warmup = 500,
     draws: Draws = 1000,
+    extend_draws: ExtendDraws = None,
     target_accept: TargetAccept = 0.8,
     strict: Strict = False,
     quiet: Quiet = False,
@@ -163,8 +175,14 @@ def run(
     failed: list[str] = []
     try:
         cfg = _load(config or bundled_config_path("flagship"))
+        extend = draws if extend_draws is None else extend_draws
         settings = FitSettings(
-            chains=chains, warmup=warmup, draws=draws, seed=cfg.experiment.seed, target_accept=target_accept
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            seed=cfg.experiment.seed,
+            target_accept=target_accept,
+            extend_draws=extend,
         )
         # What makes a rerun the same run (with the config and the code): not --out, -q or --strict.
         key = run_key(
@@ -175,6 +193,7 @@ def run(
                 "chains": chains,
                 "warmup": warmup,
                 "draws": draws,
+                "extend_draws": extend,
                 "target_accept": target_accept,
             },
         )
@@ -458,6 +477,7 @@ def fit_cmd(
     chains: Chains = 4,
     warmup: Warmup = 500,
     draws: Draws = 1000,
+    extend_draws: ExtendDraws = None,
     target_accept: TargetAccept = 0.8,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     fixed_window: Annotated[
@@ -540,6 +560,7 @@ def fit_cmd(
             draws=draws,
             seed=seed,
             target_accept=target_accept,
+            extend_draws=draws if extend_draws is None else extend_draws,
             fit_window=not fixed_window,
             fixed=tuple(sorted(held.items())),
             likelihood=likelihood,

@@ -86,7 +86,7 @@ def refit_plan(fit_dir: Path) -> RefitPlan:
         fit |= {
             "chains": int(a.get("chains", post.sizes["chain"])),
             "warmup": int(a.get("warmup", 500)),
-            "draws": int(a.get("draws", post.sizes["draw"])),
+            "draws": int(a.get("draws_requested", a.get("draws", post.sizes["draw"]))),
             "target_accept": float(a.get("target_accept", 0.8)),
             "max_tree_depth": int(a.get("max_tree_depth", 10)),
             "mass_matrix": str(a.get("mass_matrix_requested", "dense-group")),
@@ -95,7 +95,7 @@ def refit_plan(fit_dir: Path) -> RefitPlan:
     else:
         fit |= {
             "chains": 1,
-            "draws": int(a.get("draws", post.sizes["draw"])),
+            "draws": int(a.get("draws_requested", a.get("draws", post.sizes["draw"]))),
             "svi_steps": int(a.get("svi_steps", 5000)),
             "svi_guide": {"AutoMultivariateNormal": "mvn"}.get(str(a.get("svi_guide")), "normal"),
             "svi_learning_rate": float(a.get("svi_learning_rate", 0.01)),

@@ -45,6 +45,7 @@ class FitOutcome:
     seconds: float
     likelihood: str = "conditional"
     data_used: dict | None = None  # FitData.usage(): patients, ratings used and missing, sessions
+    extension: str | None = None  # why a NUTS fit sampled longer than asked (fit's extend_draws)
 
 
 def load_data_folder(data: Path, config: Path | None = None, columns: dict[str, str] | None = None):
@@ -114,6 +115,7 @@ def fit_posterior(tabs, cfg: Config, variant: str, settings: FitSettings, progre
         seed=settings.seed,
         progress=progress,
         target_accept=settings.target_accept,
+        extend_draws=settings.extend_draws if settings.method == "nuts" else 0,
         fit_window=settings.fit_window,
         fixed=dict(settings.fixed),
         likelihood=settings.likelihood,
@@ -222,6 +224,7 @@ def fit_outcome_of(folder: Path) -> FitOutcome:
         float(diag.get("sampling_seconds") or 0.0),
         diag.get("likelihood", "conditional"),
         diag.get("data_used"),
+        diag.get("extension"),
     )
 
 
@@ -274,6 +277,9 @@ def write_fit_folder(
         "parameters": diag.table.reset_index().to_dict(orient="records"),
         "sampling_seconds": float(idata.posterior.attrs.get("sampling_seconds", np.nan)),
         "integrated_loo_seconds": marginal_seconds,
+        "draws_per_chain": int(idata.posterior.sizes["draw"]),
+        "extension": idata.posterior.attrs.get("extension"),
+        "discarded_draws": int(idata.posterior.attrs.get("discarded_draws", 0)),
     }
     (out / "diagnostics.json").write_text(json.dumps(diag_json, indent=2, default=float) + "\n")
     curves = arm_curves(idata)
@@ -300,6 +306,7 @@ def write_fit_folder(
         seconds_before + time.perf_counter() - t0,
         diag_json["likelihood"],
         diag_json["data_used"],
+        diag_json["extension"],
     )
 
 

@@ -211,6 +211,8 @@ def run_parallel_nuts(
     inverse_mass_matrix=None,
     dense_block: tuple[str, ...] = (),
     step_size: float = 1.0,
+    extend_draws: int = 0,
+    needs_more: Callable[[dict, dict], bool] | None = None,
 ):
     """NUTS with one chain per local device; returns (samples, stats), each (chains, draws, ...).
 
@@ -221,6 +223,12 @@ def run_parallel_nuts(
     default ones, as NumPyro). ``dense_block``: sites whose mass matrix is adapted as one dense
     block (``group_block``; empty: all diagonal). ``step_size``: the first (NUTS's ``step_size``;
     the warm-up adapts it). ``on_progress(done, total)`` is called after each chunk of iterations.
+
+    ``extend_draws``, ``needs_more``: after the ``draws``, while ``needs_more(samples, stats)`` says
+    the draws so far are not enough and fewer than ``extend_draws`` extra draws have been taken,
+    every chain continues from where it stopped (same adapted step size and mass matrix) for
+    another round of up to ``draws`` draws (whole chunks of iterations), kept with the others:
+    longer chains of the same sampler, at most ``draws + extend_draws`` draws per chain.
     """
     if jax.local_device_count() < chains:
         raise ValueError(
@@ -268,7 +276,27 @@ def run_parallel_nuts(
             # in a blink and the progress bar reaches the warm-up's end long before the chains do.
             jax.block_until_ready(state)
             on_progress(done, total)
-    z = jax.tree.map(lambda *p: np.concatenate(p, axis=1), *[k[0] for k in kept])
-    samples = {k: np.asarray(transforms[k](jnp.asarray(v))) for k, v in z.items()}
-    stats = {f: np.concatenate([k[1 + i] for k in kept], axis=1) for i, f in enumerate(FIELDS)}
+
+    def collected():
+        z = jax.tree.map(lambda *p: np.concatenate(p, axis=1), *[k[0] for k in kept])
+        samples = {k: np.asarray(transforms[k](jnp.asarray(v))) for k, v in z.items()}
+        stats = {f: np.concatenate([k[1 + i] for k in kept], axis=1) for i, f in enumerate(FIELDS)}
+        return samples, stats
+
+    samples, stats = collected()
+    extra = 0
+    # needs_more is asked after every round, the last included: its answer may also choose
+    # which draws to keep (inference/fit.py), so it must see the final ones.
+    while needs_more is not None and needs_more(samples, stats) and extra + prog.chunk <= extend_draws:
+        rounds = min(draws, extend_draws - extra) // prog.chunk  # whole chunks, within the budget
+        total = done + rounds * prog.chunk
+        for _ in range(rounds):
+            state, out = prog.advance(state, x)
+            done += prog.chunk
+            kept.append(jax.device_get(out))
+            if on_progress is not None:
+                jax.block_until_ready(state)
+                on_progress(done, total)
+        extra += rounds * prog.chunk
+        samples, stats = collected()
     return samples, stats

@@ -83,30 +83,22 @@ def _svi(idata: az.InferenceData, th: Thresholds) -> Diagnostics:
     return Diagnostics(not failures, failures, pd.DataFrame(), None, None, None, "svi", th, notes)
 
 
-def diagnose(idata: az.InferenceData, thresholds: Thresholds | None = None, **overrides) -> Diagnostics:
-    """Diagnostics of a fit; ``overrides`` replace single thresholds (e.g. ``ess_bulk_min=100``)."""
-    th = thresholds or Thresholds()
-    if overrides:
-        th = Thresholds(**{**th.__dict__, **overrides})
-    if str(idata.posterior.attrs.get("method", "nuts")) == "svi":
-        return _svi(idata, th)
-
-    names = group_parameters(idata)
-    post = idata.posterior[names]
-    n_chains = idata.posterior.sizes["chain"]
-    failures: list[str] = []
-    notes: list[str] = []
-    rhat = az.rhat(post)
-    ess_bulk = az.ess(post, method="bulk")
-    ess_tail = az.ess(post, method="tail")
-    table = pd.DataFrame(
+def mixing_table(draws: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Split R-hat, bulk and tail ESS (rank-normalised) of each (chains, draws) array."""
+    names = list(draws)
+    return pd.DataFrame(
         {
-            "rhat": [float(rhat[n]) for n in names],
-            "ess_bulk": [float(ess_bulk[n]) for n in names],
-            "ess_tail": [float(ess_tail[n]) for n in names],
+            "rhat": [float(az.rhat(np.asarray(draws[n], np.float64))) for n in names],
+            "ess_bulk": [float(az.ess(np.asarray(draws[n], np.float64), method="bulk")) for n in names],
+            "ess_tail": [float(az.ess(np.asarray(draws[n], np.float64), method="tail")) for n in names],
         },
         index=pd.Index(names, name="parameter"),
     )
+
+
+def mixing_failures(table: pd.DataFrame, n_chains: int, th: Thresholds) -> list[str]:
+    """The R-hat and ESS checks that ``table`` (:func:`mixing_table`) fails, one line each."""
+    failures: list[str] = []
     if n_chains < 2:
         failures.append("R-hat needs at least 2 chains; run chains >= 2 (4 recommended)")
     else:
@@ -116,6 +108,22 @@ def diagnose(idata: az.InferenceData, thresholds: Thresholds | None = None, **ov
     failures += [f"bulk ESS {e:.0f} < {th.ess_bulk_min:g} for {n}" for n, e in bad["ess_bulk"].items()]
     bad = table[~(table["ess_tail"] >= th.ess_tail_min)]
     failures += [f"tail ESS {e:.0f} < {th.ess_tail_min:g} for {n}" for n, e in bad["ess_tail"].items()]
+    return failures
+
+
+def diagnose(idata: az.InferenceData, thresholds: Thresholds | None = None, **overrides) -> Diagnostics:
+    """Diagnostics of a fit; ``overrides`` replace single thresholds (e.g. ``ess_bulk_min=100``)."""
+    th = thresholds or Thresholds()
+    if overrides:
+        th = Thresholds(**{**th.__dict__, **overrides})
+    if str(idata.posterior.attrs.get("method", "nuts")) == "svi":
+        return _svi(idata, th)
+
+    names = group_parameters(idata)
+    n_chains = idata.posterior.sizes["chain"]
+    notes: list[str] = []
+    table = mixing_table({n: idata.posterior[n].values for n in names})
+    failures = mixing_failures(table, n_chains, th)
 
     divergences, bfmi = None, None
     stats = getattr(idata, "sample_stats", None)

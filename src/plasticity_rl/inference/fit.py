@@ -53,6 +53,7 @@ from plasticity_rl._engine.warmstart import STEPS as ADVI_STEPS
 from plasticity_rl._engine.warmstart import advi
 from plasticity_rl.config import Config, config_to_yaml
 from plasticity_rl.inference.derived import derived_on_devices, patient_values
+from plasticity_rl.inference.diagnostics import Thresholds, mixing_failures, mixing_table
 from plasticity_rl.inference.model import (
     WINDOW_TIME_CONSTANTS,
     ModelSpec,
@@ -98,6 +99,7 @@ class FitSettings:
     likelihood: str | None = None  # "conditional" or "marginal"; None: what the config and data say
     contrasts: tuple[tuple[str, str], ...] = ()  # (arm_a, arm_b) pairs for contrasts.csv; (): every pair
     contrast_days: tuple[float, ...] = ()  # days of contrasts.csv; (): from the design (analysis.py)
+    extend_draws: int = 0  # NUTS: up to this many more draws per chain while R-hat / ESS fail
 
 
 def resolve_chain_method(chains: int, chain_method: ChainMethod = "auto") -> str:
@@ -162,6 +164,7 @@ def _run_nuts(
     max_tree_depth,
     warm_start=True,
     mass_matrix: MassMatrix = "dense-group",
+    extend_draws: int = 0,
 ):
     z_start, imm, info = (
         _warm_start(spec, x, init, chains, seed)
@@ -175,6 +178,7 @@ def _run_nuts(
         if block
         else "diagonal"
     )
+    needs_more = _needs_more_draws(chains, draws, info) if extend_draws else None
     if chain_method == "parallel":
         # Our own pmap of NumPyro's NUTS kernel, with the data as an argument: another data set
         # of the same shape reuses the compilation (inference/chains.py). Same sampler as MCMC.
@@ -192,8 +196,10 @@ def _run_nuts(
             z_start=z_start,
             inverse_mass_matrix=imm,
             dense_block=block,
+            extend_draws=extend_draws,
+            needs_more=needs_more,
         )
-        return samples, _numpyro_stats(extra), info
+        return _after_warmup(samples, extra, info)
     if block and imm is not None:
         sizes = {k: int(np.prod(np.shape(init[k]))) for k in transforms}
         imm = block_inverse_mass(imm, sizes, block)
@@ -220,7 +226,85 @@ def _run_nuts(
         z_start = {k: v[0] for k, v in z_start.items()}
     mcmc.run(jax.random.key(seed), x, extra_fields=tuple(_STATS), init_params=z_start)
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    return samples, _numpyro_stats(mcmc.get_extra_fields(group_by_chain=True)), info
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    taken = 0
+    while needs_more is not None and needs_more(samples, extra) and taken < extend_draws:
+        # Continue every chain from its last state, with its adapted step size and mass matrix.
+        n = min(draws, extend_draws - taken)
+        mcmc.post_warmup_state = mcmc.last_state
+        mcmc.num_samples = n
+        mcmc.run(mcmc.post_warmup_state.rng_key, x, extra_fields=tuple(_STATS))
+        more = mcmc.get_samples(group_by_chain=True)
+        samples = {k: np.concatenate([v, np.asarray(more[k])], axis=1) for k, v in samples.items()}
+        more = mcmc.get_extra_fields(group_by_chain=True)
+        extra = {k: np.concatenate([v, np.asarray(more[k])], axis=1) for k, v in extra.items()}
+        taken += n
+    return _after_warmup(samples, extra, info)
+
+
+def _after_warmup(samples: dict, extra: dict, info: dict):
+    """(samples, stats, info) without the leading draws an extension counted as warm-up."""
+    cut = int(info.get("discarded_draws", 0))
+    samples = {k: v[:, cut:] for k, v in samples.items()}
+    return samples, _numpyro_stats({k: np.asarray(v)[:, cut:] for k, v in extra.items()}), info
+
+
+def _needs_more_draws(chains: int, round_draws: int, info: dict) -> Callable[[dict, dict], bool]:
+    """Whether a NUTS fit's draws so far fail the checks that longer chains can fix.
+
+    R-hat and ESS of the group-level parameters (the gating checks of
+    :func:`~plasticity_rl.inference.diagnostics.diagnose`, same thresholds) can fail for two
+    reasons that more draws cure: a chain still settling when the warm-up ended (its first draws
+    are a transient, and more draws of it only dilute them slowly), or chains that mix slowly
+    (more draws add ESS). So each check looks at the draws after every whole round of
+    ``round_draws`` (longest first: all of them, then all but the first round, ...) and stops at
+    the first that passes; ``info["discarded_draws"]`` says how many leading draws per chain that
+    treats as warm-up (the caller drops them). Divergences are not cured by more draws (they call
+    for a higher target acceptance or a reparameterisation): a fit with any is not extended.
+    Every check is written into ``info["extension"]``, so the fit says why it sampled longer.
+
+    Measured (flagship foil ``schema_ungated`` on an Intel Xeon, the run's sampler seed,
+    benchmarks/README.md): after 1,000 draws R-hat 1.065 and bulk ESS 42 for tau_k, one chain
+    still settling; all 2,000 draws still fail (R-hat 1.032), the second 1,000 alone pass (R-hat
+    1.003, bulk ESS 853).
+    """
+    th = Thresholds()
+    checks: list[str] = []
+
+    def failures_of(samples: dict, cut: int) -> list[str]:
+        group = {k: v[:, cut:] for k, v in samples.items() if np.ndim(v) == 2}
+        failures = mixing_failures(mixing_table(group), chains, th)
+        if chains < 2:  # R-hat cannot be computed at all; only the ESS can grow
+            failures = [f for f in failures if "ESS" in f]
+        return failures
+
+    def needs_more(samples: dict, stats: dict) -> bool:
+        draws = next(iter(samples.values())).shape[1]
+        if int(np.asarray(stats["diverging"]).sum()) > th.divergences_max:
+            checks.append(f"after {draws} draws per chain: divergent transitions, not extended")
+            info["extension"] = "; ".join(checks)
+            return False
+        cuts = range(0, draws - round_draws + 1, round_draws)
+        first = None
+        for cut in cuts:
+            failures = failures_of(samples, cut)
+            first = failures if first is None else first
+            if not failures:
+                kept = (
+                    "all of them"
+                    if cut == 0
+                    else f"the last {draws - cut} (the first {cut} count as warm-up)"
+                )
+                checks.append(f"after {draws} draws per chain: R-hat and ESS pass on {kept}")
+                info["discarded_draws"] = cut
+                info["extension"] = "; ".join(checks)
+                return False
+        shown = "; ".join(first[:3]) + (f" and {len(first) - 3} more" if len(first) > 3 else "")
+        checks.append(f"after {draws} draws per chain: {shown}")
+        info["extension"] = "; ".join(checks)
+        return True
+
+    return needs_more
 
 
 def _progress_callback(progress, chains: int):
@@ -367,6 +451,7 @@ def fit(
     max_tree_depth: int = 10,
     warm_start: bool = True,
     mass_matrix: MassMatrix = "dense-group",
+    extend_draws: int = 0,
     fit_window: bool = True,
     fixed: dict[str, float] | None = None,
     likelihood: str | None = None,
@@ -387,6 +472,13 @@ def fit(
     ``mass_matrix`` (NUTS): ``"dense-group"`` adapts one dense block over the group-level
     parameters and a diagonal for the per-patient z-scores (inference/chains.py ``group_block``:
     ~25 % fewer gradients per draw at flagship size); ``"diagonal"`` is NumPyro's default.
+    ``extend_draws`` (NUTS): if the group-level parameters fail R-hat or ESS after ``draws``
+    (and no transition diverged), every chain keeps sampling, in rounds of ``draws``, until the
+    draws after some whole round pass (all of them first; else all but the first round, counted
+    as warm-up: a chain that was still settling) or ``extend_draws`` more draws per chain are
+    taken. ``attrs["draws"]`` is the number kept, ``attrs["discarded_draws"]`` those counted as
+    warm-up, ``attrs["extension"]`` what each check found. The diagnostics still gate the
+    result, so a fit that fails after the extension says so.
     ``fit_window``: fit the plasticity kernel's time constants (default; the window's length in
     humans is unknown) or hold them at the config's values. ``attrs["window"]`` says which.
     ``fixed``: parameters held at a value instead of fitted (name -> value, on top of the
@@ -400,7 +492,12 @@ def fit(
         raise ValueError(f"method {method!r}; allowed: 'nuts' (default) or 'svi' (approximate)")
     if mass_matrix not in ("dense-group", "diagonal"):
         raise ValueError(f"mass_matrix {mass_matrix!r}; allowed: 'dense-group' (default) or 'diagonal'")
-    for name, value, low in (("chains", chains, 1), ("warmup", warmup, 0), ("draws", draws, 1)):
+    for name, value, low in (
+        ("chains", chains, 1),
+        ("warmup", warmup, 0),
+        ("draws", draws, 1),
+        ("extend_draws", extend_draws, 0),
+    ):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     fd = prepare(data, cfg, variant)
@@ -455,13 +552,17 @@ def fit(
             max_tree_depth,
             warm_start,
             mass_matrix,
+            int(extend_draws),
         )
+        taken = next(iter(samples.values())).shape[1]
         attrs.update(
             {
                 "approximate": "no",
                 "chains": chains,
                 "warmup": warmup,
-                "draws": draws,
+                "draws": taken,
+                "draws_requested": draws,
+                "extend_draws": int(extend_draws),
                 "chain_method": cm,
                 "target_accept": target_accept,
                 "max_tree_depth": max_tree_depth,
