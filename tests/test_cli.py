@@ -314,6 +314,11 @@ def test_fit_of_what_a_trial_records_integrates_the_outcomes_out(tiny_sim, tmp_p
     }
     assert used["ema_ratings"]["missing"] > 0  # the tiny study's missing_rate is 0.1
     assert np.isfinite(idata.log_likelihood["obs"].values).all()
+    # the fit records where its tables are and how they were renamed, so `compare --kfold`
+    # (the command PSIS-LOO's warning suggests) refits the same data without being told again
+    from plasticity_rl.kfold import read_data_source
+
+    assert read_data_source(folder) == (trial.resolve(), {"subject_id": "patient", "madrs": "score"})
 
 
 def test_a_column_mapping_that_matches_nothing_is_refused(tiny_sim, tmp_path):

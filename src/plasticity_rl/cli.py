@@ -537,6 +537,7 @@ def fit_cmd(
 ):
     """Fit a trial hierarchically (NumPyro) and write posterior.nc, summary, diagnostics, contrasts and figures."""
     from plasticity_rl.inference.fit import FitSettings
+    from plasticity_rl.kfold import write_data_source
     from plasticity_rl.models import get_model
     from plasticity_rl.runs import atomic_dir
     from plasticity_rl.workflow import fit_to_folder, load_data_folder
@@ -575,6 +576,7 @@ def fit_cmd(
                 outcome = fit_to_folder(
                     tabs, cfg, variant, folder, settings, progress=iterations(say, warmup)
                 )
+            write_data_source(folder, data, _parse_columns(columns))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
     outcome = dataclasses.replace(outcome, folder=target)  # the folder's final name
@@ -795,12 +797,16 @@ def compare(
         Path | None,
         typer.Option(
             "--data",
-            help="K-fold: the data the fits were fitted to (default: the first fit folder's parent).",
+            help="K-fold: the data the fits were fitted to (default: where the first fit says it read "
+            "them, else its folder's parent).",
         ),
     ] = None,
     columns: Annotated[
         str | None,
-        typer.Option("--columns", help="K-fold: the tables' column names, as fit --columns (OLD=NEW,...)."),
+        typer.Option(
+            "--columns",
+            help="K-fold: the tables' column names, as fit --columns (OLD=NEW,...); default: the first fit's.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="K-fold: seed of the folds and the held-out scores.")] = 0,
     scheduler: Scheduler = None,

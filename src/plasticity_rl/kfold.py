@@ -148,6 +148,25 @@ def job_name(variant: str, fold: int, k: int) -> str:
     return f"kfold{k}-{variant}-fold{fold:02d}"
 
 
+DATA_SOURCE = "data_source.json"  # in a fit folder made by `plasticity-rl fit`: its tables and --columns
+
+
+def write_data_source(fit_dir: Path, data: Path, columns: dict[str, str]) -> None:
+    """Record where a fit read its tables and how their columns were renamed, so a K-fold
+    comparison of it refits the same data without being told again."""
+    text = json.dumps({"data": str(Path(data).resolve()), "columns": dict(columns)}, indent=2) + "\n"
+    (Path(fit_dir) / DATA_SOURCE).write_text(text)
+
+
+def read_data_source(fit_dir: Path) -> tuple[Path | None, dict[str, str]]:
+    """(data folder, column mapping) a fit recorded; (None, {}) for a fit that recorded none."""
+    path = Path(fit_dir) / DATA_SOURCE
+    if not path.is_file():
+        return None, {}
+    found = json.loads(path.read_text())
+    return Path(found["data"]), dict(found.get("columns", {}))
+
+
 def kfold_compare(
     fit_dirs: list[Path],
     k: int,
@@ -161,8 +180,9 @@ def kfold_compare(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """K-fold comparison of the fits in ``fit_dirs`` (of one data set): (table, pointwise).
 
-    ``data``: the folder the fits were fitted to (default: the first fit folder's parent, where
-    ``plasticity-rl fit`` and ``run`` put fit folders); ``columns`` as ``fit --columns``. Writes
+    ``data``: the folder the fits were fitted to (default: the folder the first fit recorded in
+    its ``data_source.json``, else its parent, where ``plasticity-rl fit`` and ``run`` put fit
+    folders); ``columns`` as ``fit --columns`` (default: the first fit's recorded ones). Writes
     ``kfold.csv`` (elpd per model, SE, difference from the best and its SE, folds whose refit
     failed its diagnostics), ``kfold_pointwise.csv`` (each patient's elpd and fold per model),
     ``kfold_folds.csv`` and ``figures/kfold_comparison.png/svg`` into ``out``; the refits' results
@@ -174,8 +194,9 @@ def kfold_compare(
         raise ValueError("compare needs fits of at least two different variants")
     if len({p.patients for p in plans}) != 1:
         raise ValueError("fits are not of the same data (their patients differ)")
-    data = Path(data) if data is not None else fit_dirs[0].parent
-    columns = dict(columns or {})
+    source, recorded = read_data_source(fit_dirs[0])
+    data = Path(data) if data is not None else (source or fit_dirs[0].parent)
+    columns = dict(columns or (recorded if data == source else {}))
     fd = _fit_data(str(data), columns, plans[0].config_yaml, plans[0].variant)
     ids = tuple(str(p) for p in fd.patient_ids)
     if ids != plans[0].patients:
