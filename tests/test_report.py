@@ -127,6 +127,27 @@ def test_the_comparison_marks_every_ranked_fit_that_failed_its_diagnostics(run_d
     assert "FAILED its diagnostics" in captions and "schema_ungated" in captions
 
 
+def test_report_leads_with_the_runs_verdicts_and_folds_its_tables(run_dir):
+    text = (run_dir / "report.html").read_text()
+    sections = re.findall(r'<section id="([^"]+)">', text)
+    assert sections[0] == "summary" and sections[1] == "config"
+    glance = text.split('<section id="summary">')[1].split("</section>")[0]
+    for variant in ("schema", "schema_ungated"):  # 1 chain x 20 draws: both fail, and say so first
+        assert f"<code>fit-{variant}</code>" in glance
+    assert glance.count("FAILED its diagnostics</span>") == 3  # the two real fits and the fake one
+    assert "New patients are predicted better by" in glance and "nats (integrated PSIS-LOO)" in glance
+    ranking = glance.split("New patients")[1].split("</li>")[0]  # its caveats, at the top
+    assert "PSIS-LOO UNRELIABLE" in ranking and "--kfold" in ranking
+    assert re.search(r"(schema, schema_ungated|schema_ungated, schema) failed its diagnostics", ranking)
+    assert "Published trials:" in glance and "checked targets" in glance
+    # every fit file is a collapsed block, except those that flag a failure, which open by themselves
+    fit_section = text.split('<section id="fit">')[1].split("</section>")[0]
+    blocks = re.findall(r"<details( open)?><summary><code>([^<]+)</code>", fit_section)
+    opened = {name for flag, name in blocks if flag}
+    assert len(blocks) > 20 and "fit-schema/arm_curves.csv" not in opened
+    assert {"fit-schema/diagnostics.json", "fit-schema_ungated/diagnostics.json", "compare/loo.csv"} <= opened
+
+
 def test_report_shows_the_model_against_published_trials(run_dir):
     """A single-infusion run checks itself against the published trials, misses highlighted."""
     table = pd.read_csv(run_dir / "validation.csv", keep_default_na=False)

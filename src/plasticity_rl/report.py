@@ -48,6 +48,13 @@ figcaption { color: #333; font-size: 0.95em; margin-top: 0.4em; }
 nav ul { columns: 2; }
 .muted { color: #666; font-size: 0.9em; }
 code { background: #f3f3f3; padding: 0 0.2em; }
+ul.glance { font-size: 1.05em; padding-left: 1.2em; }
+ul.glance li { margin: 0.35em 0; }
+.pass { color: #00613f; font-weight: 700; }
+.fail { color: #8b0000; font-weight: 700; }
+details { margin: 0.3em 0; }
+details > summary { cursor: pointer; padding: 0.15em 0; }
+details[open] > summary { margin-bottom: 0.3em; }
 """
 
 FAIL_WORDS = {"fail", "failed", "failure", "error", "bad", "false", "no", "miss"}
@@ -284,6 +291,94 @@ def _validation_section(path: Path) -> str:
     )
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _flags_failure(body: str) -> bool:
+    """Whether a rendered fit file flags something as failed (a highlighted row or the note)."""
+    return 'class="failed"' in body or "flags the fit as failed" in body
+
+
+def _at_a_glance(run_dir: Path) -> str:
+    """The run's verdicts in a few lines, read from its own files: did each fit pass, which model
+    predicts new patients better and by how much, the synergy the fit infers, the published
+    trials. Nothing here is computed that the files below do not hold."""
+    items = []
+    for diag_path in sorted(run_dir.glob("fit*/diagnostics.json")):
+        d = _read_json(diag_path) or {}
+        name = diag_path.parent.name
+        longer = (d.get("extension") or "").count("after ") > 1
+        extra = ""
+        if longer:
+            kept, dropped = d.get("draws_per_chain"), d.get("discarded_draws") or 0
+            extra = f"; sampled longer (kept {kept} draws per chain" + (
+                f", the first {dropped} counted as warm-up)" if dropped else ")"
+            )
+        if d.get("passed"):
+            verdict = '<span class="pass">passed its diagnostics</span>'
+        else:
+            n = len(d.get("failures") or [])
+            count = f" ({n} check{'s' * (n != 1)} failed)" if n else ""
+            verdict = f'<span class="fail">FAILED its diagnostics</span>{count}'
+        how = [d.get("method", "nuts")] + ([f"{d['likelihood']} likelihood"] if d.get("likelihood") else [])
+        items.append(f"<li><code>{_e(name)}</code> ({_e(', '.join(how))}): {verdict}{_e(extra)}</li>")
+    loo_path = run_dir / "compare" / "loo.csv"
+    if loo_path.is_file():
+        loo = pd.read_csv(loo_path, index_col="model").sort_values("rank")
+        if len(loo) >= 2:
+            best, second = loo.index[0], loo.index[1]
+            pareto = _read_json(run_dir / "compare" / "loo_pareto_k.json") or {}
+            bad = sum(int(v.get("n_above_0.7", 0)) for v in pareto.values() if isinstance(v, dict))
+            caveat = ""
+            if bad:
+                from plasticity_rl.workflow import loo_warning
+
+                fits = [run_dir / f"fit-{m}" for m in loo.index if (run_dir / f"fit-{m}").is_dir()]
+                caveat = f'; <span class="fail">{_e(loo_warning(pareto, True, fits or None))}</span>'
+
+            failed = [
+                m
+                for m in loo.index
+                if "diagnostics_passed" in loo and not _truthy(loo.loc[m, "diagnostics_passed"])
+            ]
+            marked = (
+                f'; <span class="fail">{_e(", ".join(failed))} failed its diagnostics</span>'
+                if failed
+                else ""
+            )
+            items.append(
+                f"<li>New patients are predicted better by <code>{_e(best)}</code> than by "
+                f"<code>{_e(second)}</code>: {loo.loc[second, 'elpd_diff']:.1f} ± {loo.loc[second, 'dse']:.1f} "
+                f"nats (integrated PSIS-LOO){caveat}{marked}</li>"
+            )
+    for syn_path in sorted(run_dir.glob("fit*/synergy.csv")):
+        syn = pd.read_csv(syn_path)
+        if "contrast" not in syn or syn.empty:
+            continue
+        row = syn[syn["belief"] == "S"].iloc[0] if "S" in set(syn["belief"]) else syn.iloc[0]
+        items.append(
+            f"<li><code>{_e(syn_path.parent.name)}</code>: ketamine × therapy-in-the-window synergy in "
+            f"{_e(row['belief'])} on day {row['day']:g}: {row['mean']:.3f} "
+            f"(94 % HDI {row['hdi_94%_low']:.3f} to {row['hdi_94%_high']:.3f}; "
+            f"P(&gt; 0) = {row['p_gt_0']:.2f}), {_e(row['contrast'])}</li>"
+        )
+    validation = run_dir / "validation.csv"
+    if validation.is_file():
+        from plasticity_rl.validation import summary_line
+
+        df = pd.read_csv(validation, dtype=str, keep_default_na=False, na_values=[""])
+        items.append(
+            f'<li>Published trials: {_e(summary_line(df))} (<a href="#published">the table</a>)</li>'
+        )
+    if not items:
+        return "<p class='muted'>No fit, comparison or validation in this run.</p>"
+    return "<ul class='glance'>" + "".join(items) + "</ul>"
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html``: config summary, figures with captions, tables, provenance.
 
@@ -312,6 +407,7 @@ def write_report(run_dir: str | Path) -> Path:
         f'<p class="note" id="honesty">Honesty note. {_e(HONESTY)}</p>',
     ]
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
+    sections.append(("summary", "At a glance", _at_a_glance(run_dir)))
     sections.append(
         ("config", "Configuration", _summary(cfg) + "<h3>Arms</h3>" + _arms_section(run_dir, cfg))
     )
@@ -335,8 +431,15 @@ def write_report(run_dir: str | Path) -> Path:
     tables = []
     fits = _fit_sections(run_dir)
     if fits:
-        tables.append("<p>Fit outputs; rows a fit flags as failed are highlighted.</p>")
-        tables += [f"<h3><code>{_e(t)}</code></h3>{body}" for t, body in fits]
+        tables.append(
+            "<p>Fit outputs, one file each (click to open); a file that flags a failure opens by "
+            "itself, its rows highlighted.</p>"
+        )
+        tables += [
+            f"<details{' open' if _flags_failure(body) else ''}><summary><code>{_e(t)}</code></summary>"
+            f"{body}</details>"
+            for t, body in fits
+        ]
     if tables:
         sections.append(("fit", "Fit results", "\n".join(tables)))
 
