@@ -143,6 +143,15 @@ def test_missing_config_file_exits_2(tmp_path):
     res = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2
     assert "no such config file" in res.output
+    res = runner.invoke(app, ["validate", "no_such_bundled_name"])  # neither a file nor a bundled name
+    assert res.exit_code == 2 and "no such config file" in res.output
+
+
+def test_a_bundled_config_is_named_by_its_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file called timing_sweep here
+    res = runner.invoke(app, ["validate", "timing_sweep"])
+    assert res.exit_code == 0, res.output
+    assert "timing_sweep" in res.output
 
 
 @pytest.mark.parametrize("command", ["run", "fit", "recover", "sbc"])

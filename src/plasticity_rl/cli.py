@@ -97,6 +97,13 @@ Workers = Annotated[
 
 
 def _load(path: Path):
+    """A config from a YAML path, or a bundled config by name (``plasticity-rl run timing_sweep``)."""
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        try:
+            path = bundled_config_path(path.name)
+        except ConfigError:
+            pass  # not a bundled name either: load_config says the file does not exist
     cfg = load_config(path)
     from plasticity_rl.schedule import build_schedules
 

@@ -568,6 +568,14 @@ def sweep_arm_name(delay: float) -> str:
     return f"delay{delay:+g}d"
 
 
+def _delay_label(delay: float) -> str:
+    """How a timing-sweep arm reads in figures: "therapy 3 days before the infusion", ..."""
+    if delay == 0:
+        return "therapy from the infusion day"
+    days = f"{abs(delay):g} day{'s' * (abs(delay) != 1)}"
+    return f"therapy from {days} {'after' if delay > 0 else 'before'} the infusion"
+
+
 def expand_sweep(sweep: TimingSweep) -> list[Arm]:
     """Arms of a timing sweep. Delay d puts the first session on day (dose day + d), at the
     therapy's hour: delay 0 is the infusion day itself, delay 1 the next day."""
@@ -584,7 +592,7 @@ def expand_sweep(sweep: TimingSweep) -> list[Arm]:
         arms.append(
             Arm(
                 name=sweep_arm_name(delay),
-                label=f"therapy from day {delay:+g} after the infusion",
+                label=_delay_label(delay),
                 doses=[sweep.dose],
                 sessions=[session],
             )

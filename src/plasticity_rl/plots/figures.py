@@ -230,7 +230,7 @@ def good_and_bad_news(sim: Simulation, *, arm: str | None = None, frac: float = 
         f"(α⁺, solid) and worse (α⁻, dashed), mean over the {int(rows.sum())} patients of "
         f"{arm_labels(sim)[names[k]]!r} (left), and their ratio in every arm (right; dotted: equal rates). Before the "
         f"infusion bad news is learned faster (α⁺/α⁻ = {base:.2f}), as measured in depression; in the "
-        f"window ketamine raises α⁺ more than α⁻ and the ratio peaks at {peak:.1f}. Shaded: the plasticity "
+        f"window ketamine raises α⁺ more than α⁻ and the ratio peaks at {peak:.1f} in {arm_labels(sim)[names[k]]!r}. Shaded: the plasticity "
         f'window. "Ketamine raises α" elsewhere in this package is the teaching simplification of this '
         f"rebalancing; the boosts A⁺ and A⁻ are model parameters, not measured values.",
     )
