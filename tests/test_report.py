@@ -300,7 +300,7 @@ def test_report_in_headless_chromium(run_dir, tmp_path, chromium):
             {
                 "expression": "JSON.stringify([document.images.length, "
                 "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length, "
-                "document.body.scrollHeight])",
+                "document.body.scrollHeight, document.getElementById('summary').getBoundingClientRect().bottom])",
                 "returnByValue": True,
             },
             session=s,
@@ -326,9 +326,10 @@ def test_report_in_headless_chromium(run_dir, tmp_path, chromium):
         if e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"
     ]
     assert not console and not logs, f"console errors: {console[:3]} {logs[:3]}"
-    n_img, n_loaded, height = json.loads(metrics["result"]["value"])
+    n_img, n_loaded, height, summary_bottom = json.loads(metrics["result"]["value"])
     assert n_img >= 5 and n_loaded == n_img, f"{n_loaded} of {n_img} embedded figures decoded"
     assert height > 3000
+    assert summary_bottom < 1600, "the run's verdicts ('At a glance') must fit in the first screen"
 
     import base64
     from io import BytesIO
