@@ -47,6 +47,7 @@ LAYERS = [
         "plasticity_rl.kfold",
         "plasticity_rl.lessons",
         "plasticity_rl.explore",
+        "plasticity_rl.sweep",
         "plasticity_rl.console",
         "plasticity_rl.cli",
     ),

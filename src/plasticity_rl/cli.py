@@ -937,6 +937,61 @@ def sbc(
 
 
 @app.command()
+def sweep(
+    config: Annotated[
+        Path, typer.Argument(help="Experiment config (YAML), or a bundled config's name.", show_default=False)
+    ],
+    param: Annotated[
+        list[str],
+        typer.Option(
+            "--param",
+            "-p",
+            help="NAME=V1,V2,...: a parameter of the table (plasticity-rl params) and its values; repeat for a "
+            "grid. A patient-level parameter (A, logit_alpha0, ...) sets its population mean.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: sweeps/NAME).")
+    ] = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    quiet: Quiet = False,
+):
+    """Simulate the trial at every combination of the parameters' values (on Dask) and tabulate
+    each arm's mean V and S at follow-up: OUT/sweep.csv and OUT/figures/sweep_curves.png/svg.
+
+    Simulation only (no fits). Every point keeps the config's seed. Rerun the same command to
+    resume an interrupted sweep.
+    """
+    from plasticity_rl.plots import save_figure, sweep_curves
+    from plasticity_rl.sweep import parse_grid, run_sweep
+
+    rep = Reporter(quiet)
+    try:
+        cfg = _load(config)
+        grid = parse_grid(param or [])
+        folder = out or Path("sweeps") / cfg.experiment.name
+        with rep.stage(
+            f"sweep {cfg.experiment.name}: {' x '.join(f'{k} ({len(v)})' for k, v in grid.items())}"
+        ):
+            table = run_sweep(cfg, grid, folder, scheduler=scheduler, n_workers=workers, progress=not quiet)
+            fig = sweep_curves(table, list(grid))
+            paths = save_figure(fig, folder / "figures", "sweep_curves")
+            from plasticity_rl.plots import caption_of
+
+            (folder / "figures" / "captions.md").write_text(f"## sweep_curves\n\n{caption_of(fig)}\n")
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        fail(exc)
+    if not quiet:
+        shown = table.pivot_table(index=list(grid), columns="arm", values="V_followup", sort=False)
+        err.print(f"mean V at follow-up (day {cfg.followup_day}), per arm:")
+        err.print(shown.round(3).to_string())
+        err.print(f"figure: {paths[0]}")
+    print(folder / "sweep.csv")
+
+
+@app.command()
 def explore(
     config: Annotated[
         Path | None,

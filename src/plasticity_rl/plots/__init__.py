@@ -35,7 +35,7 @@ from plasticity_rl.plots.inference import (
     posterior_predictive_check,
     window_posterior,
 )
-from plasticity_rl.plots.lesson import kernel_and_alpha, prediction_error_step, timing_heatmap
+from plasticity_rl.plots.lesson import kernel_and_alpha, prediction_error_step, sweep_curves, timing_heatmap
 from plasticity_rl.plots.run_lessons import default_patient, render_lesson_figures, single_patient
 from plasticity_rl.plots.style import (
     DOSE_GID,
@@ -78,6 +78,7 @@ __all__ = [
     "published_targets",
     "render_lesson_figures",
     "single_patient",
+    "sweep_curves",
     "timing_heatmap",
     "house_style",
     "render_figures",

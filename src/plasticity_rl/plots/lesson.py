@@ -492,3 +492,72 @@ def timing_heatmap(
         f"shaded: the window (drive ≥ {frac:.0%} of peak). With A = 0 the timing hardly matters; the larger "
         f"the boost, the more the benefit concentrates on therapy inside the window.",
     )
+
+
+# ----------------------------------------------------------------------------- grid sweeps
+
+SWEEP_LABELS = {
+    "V_followup": "V at follow-up",
+    "S_followup": "S at follow-up",
+    "V_baseline": "V at the start",
+}
+
+
+def sweep_curves(table: pd.DataFrame, params: list[str], outcome: str = "V_followup") -> Figure:
+    """A grid sweep's outcome per arm against the first swept parameter (one panel per arm).
+
+    ``table``: :func:`plasticity_rl.sweep.run_sweep`'s rows; ``params``: the swept parameters in
+    grid order. A second parameter draws one line per value (the others are averaged over, and
+    the caption says so). The figure only draws: it neither simulates nor fits.
+    """
+    from plasticity_rl.params import PARAMS
+
+    if outcome not in SWEEP_LABELS:
+        raise ValueError(f"outcome {outcome!r}; allowed: {', '.join(SWEEP_LABELS)}")
+    x, hue = params[0], (params[1] if len(params) > 1 else None)
+    arms = list(dict.fromkeys(table["arm"]))
+    ncols = min(len(arms), 3)
+    nrows = -(-len(arms) // ncols)
+    xlabel = PARAMS[x].label if x in PARAMS else x
+    with house_style():
+        fig, axes = new_figure(
+            nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows + 0.6), sharex=True, sharey=True
+        )
+        hues = sorted(table[hue].unique()) if hue else [None]
+        for ax, arm in zip(axes.flat, arms):
+            rows = table[table["arm"] == arm]
+            for j, h in enumerate(hues):
+                sub = rows if h is None else rows[rows[hue] == h]
+                line = sub.groupby(x)[outcome].mean().sort_index()
+                unit = f" {PARAMS[hue].unit}" if hue in PARAMS and PARAMS[hue].unit else ""
+                label = None if h is None else f"{PARAMS[hue].symbol if hue in PARAMS else hue} = {h:g}{unit}"
+                ax.plot(
+                    line.index,
+                    line.to_numpy(),
+                    marker="o",
+                    color=OKABE_ITO[(j + 2) % len(OKABE_ITO)],
+                    label=label,
+                )
+            ax.set_title(arm)
+        for ax in axes[-1, :]:
+            ax.set_xlabel(xlabel)
+        for ax in axes[:, 0]:
+            ax.set_ylabel(SWEEP_LABELS[outcome] + " (belief)")
+        for k in range(len(arms), nrows * ncols):  # an empty panel: the one above it gets the x axis
+            axes.flat[k].set_visible(False)
+            above = axes.flat[k - ncols]
+            above.set_xlabel(xlabel)
+            above.tick_params(labelbottom=True)
+        if hue:
+            axes.flat[0].legend(loc="best", fontsize="small")
+    rest = [p for p in params[2:]]
+    day = int(table["followup_day"].iloc[0]) if "followup_day" in table else None
+    return attach_caption(
+        fig,
+        f"Grid sweep (simulated; a model prediction, not a trial result): each arm's mean "
+        f"{SWEEP_LABELS[outcome]}{f' (day {day})' if day else ''} against {xlabel}"
+        + (f", one line per value of {hue}" if hue else "")
+        + (f"; averaged over {', '.join(rest)}" if rest else "")
+        + ". Every point keeps the config's seed (common random numbers), so differences between "
+        "points come from the parameters, not the draws.",
+    )
