@@ -69,3 +69,20 @@ def test_the_sweep_command_tabulates_every_point_and_a_rerun_resumes(tiny_config
     assert [p.stat().st_mtime_ns for p in jobs] == stamps
     res = runner.invoke(app, ["sweep", str(tiny_config), "-p", "A=1", "--workers", "1", "-o", str(out)])
     assert res.exit_code == 2 and "another config or grid" in res.output
+
+
+def test_a_sweep_with_fit_fits_every_point_and_reports_the_swept_parameter(tiny_config, tmp_path, tiny_study):
+    out = tmp_path / "fitted"
+    fit = list(tiny_study[1])  # the suite's tiny fit settings (1 chain x 20 + 20): compiled once
+    argv = ["sweep", str(tiny_config), "-p", "A=0,4", "--fit", *fit, "--workers", "1", "-o", str(out), "-q"]
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().endswith("sweep_fits.csv")
+    fits = pd.read_csv(out / "sweep_fits.csv")
+    assert list(fits["A"]) == [0.0, 4.0] and set(fits["variant"]) == {"schema"}
+    # too short to pass, and it says so; the boost is estimated at each point
+    assert not fits["fit_passed"].any() and (fits["failures"] > 0).all()
+    assert (fits["mu_A_hdi_low"] <= fits["mu_A_mean"]).all() and (
+        fits["mu_A_mean"] <= fits["mu_A_hdi_high"]
+    ).all()
+    assert (out / "sweep.csv").is_file()  # the simulations' table as without --fit

@@ -954,6 +954,17 @@ def sweep(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder (default: sweeps/NAME).")
     ] = None,
+    fit: Annotated[
+        bool,
+        typer.Option(
+            "--fit",
+            help="Also fit the config's variant to every point's data: OUT/sweep_fits.csv (verdict, swept "
+            "parameters' posterior means and 94% HDIs, the synergy).",
+        ),
+    ] = False,
+    chains: Chains = 4,
+    warmup: Warmup = 500,
+    draws: Draws = 1000,
     scheduler: Scheduler = None,
     workers: Workers = None,
     quiet: Quiet = False,
@@ -961,8 +972,9 @@ def sweep(
     """Simulate the trial at every combination of the parameters' values (on Dask) and tabulate
     each arm's mean V and S at follow-up: OUT/sweep.csv and OUT/figures/sweep_curves.png/svg.
 
-    Simulation only (no fits). Every point keeps the config's seed. Rerun the same command to
-    resume an interrupted sweep.
+    With --fit, each point's data are fitted too (NUTS, --chains/--warmup/--draws; no extension:
+    every point gets the same procedure). Every point keeps the config's seed. Rerun the same
+    command to resume an interrupted sweep.
     """
     from plasticity_rl.plots import save_figure, sweep_curves
     from plasticity_rl.sweep import parse_grid, run_sweep
@@ -975,7 +987,10 @@ def sweep(
         with rep.stage(
             f"sweep {cfg.experiment.name}: {' x '.join(f'{k} ({len(v)})' for k, v in grid.items())}"
         ):
-            table = run_sweep(cfg, grid, folder, scheduler=scheduler, n_workers=workers, progress=not quiet)
+            settings = {"chains": chains, "warmup": warmup, "draws": draws} if fit else None
+            table = run_sweep(
+                cfg, grid, folder, scheduler=scheduler, n_workers=workers, progress=not quiet, fit=settings
+            )
             fig = sweep_curves(table, list(grid))
             paths = save_figure(fig, folder / "figures", "sweep_curves")
             from plasticity_rl.plots import caption_of
@@ -988,7 +1003,11 @@ def sweep(
         err.print(f"mean V at follow-up (day {cfg.followup_day}), per arm:")
         err.print(shown.round(3).to_string())
         err.print(f"figure: {paths[0]}")
-    print(folder / "sweep.csv")
+        if fit:
+            fits = table.attrs["fits"]
+            err.print(f"fits: {int(fits['fit_passed'].sum())} of {len(fits)} passed their diagnostics")
+            err.print(fits.round(3).to_string(index=False))
+    print(folder / ("sweep_fits.csv" if fit else "sweep.csv"))
 
 
 @app.command()

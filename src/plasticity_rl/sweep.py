@@ -100,6 +100,62 @@ def simulate_point(config_yaml: str, point: dict[str, float]) -> dict:
     return {"rows": rows}
 
 
+def posterior_name(name: str) -> str:
+    """The posterior variable that estimates a swept parameter (a patient-level one: its mean)."""
+    return f"mu_{name}" if PARAMS[name].level == "patient" else name
+
+
+def fit_point(config_yaml: str, point: dict[str, float], fit: dict) -> dict:
+    """One grid point fitted (a Dask job): the data simulated at the point, then the config's
+    variant fitted to it (``fit``: :class:`~plasticity_rl.inference.fit.FitSettings` fields).
+
+    Returns the fit's verdict, each swept parameter's posterior mean and 94 % HDI where the fit
+    estimates it (against the value simulated), and the synergy of drug and in-window therapy on
+    the last day where the design has its 2 x 2 of arms.
+    """
+    import arviz as az
+
+    from plasticity_rl.analysis import synergy, synergy_roles
+    from plasticity_rl.config import config_from_yaml
+    from plasticity_rl.data import tables
+    from plasticity_rl.inference.diagnostics import diagnose
+    from plasticity_rl.inference.fit import FitSettings
+    from plasticity_rl.simulate import simulate
+    from plasticity_rl.workflow import fit_posterior
+
+    cfg = point_config(config_from_yaml(config_yaml), point)
+    settings = FitSettings(**fit, seed=cfg.experiment.seed)
+    idata = fit_posterior(tables(simulate(cfg)), cfg, cfg.model.variant, settings)
+    diag = diagnose(idata)
+    row = {
+        **point,
+        "variant": cfg.model.variant,
+        "fit_passed": bool(diag.passed),
+        "failures": len(diag.failures),
+    }
+    for name in point:
+        var = posterior_name(name)
+        if var in idata.posterior:
+            draws = idata.posterior[var].values.reshape(-1)
+            low, high = az.hdi(draws, hdi_prob=0.94)
+            row |= {
+                f"{var}_mean": float(draws.mean()),
+                f"{var}_hdi_low": float(low),
+                f"{var}_hdi_high": float(high),
+            }
+    roles, _ = synergy_roles(cfg)
+    syn = synergy(idata, cfg.experiment.days, roles) if roles else pd.DataFrame()
+    if len(syn):
+        s_row = syn[syn["belief"] == "S"].iloc[0]
+        row |= {
+            "synergy_S_mean": float(s_row["mean"]),
+            "synergy_S_hdi_low": float(s_row["hdi_94%_low"]),
+            "synergy_S_hdi_high": float(s_row["hdi_94%_high"]),
+            "synergy_S_p_gt_0": float(s_row["p_gt_0"]),
+        }
+    return {"row": row}
+
+
 def job_name(point: dict[str, float]) -> str:
     return "point-" + "-".join(f"{k}{v:g}" for k, v in point.items()).replace(".", "p")
 
@@ -112,11 +168,15 @@ def run_sweep(
     scheduler: str | None = None,
     n_workers: int | None = None,
     progress: bool = True,
+    fit: dict | None = None,
 ) -> pd.DataFrame:
     """Simulate every grid point (resuming the ones in ``out/jobs``); writes ``out/sweep.csv``.
 
     Rows: one per (point, arm), with the swept values, ``n_patients``, ``V_followup`` and
     ``S_followup`` (means at the end of the follow-up day), ``V_baseline`` and ``followup_day``.
+    With ``fit`` (FitSettings fields), every point's data are also fitted
+    (:func:`fit_point`, jobs of their own) into ``out/sweep_fits.csv``, one row per point;
+    ``table.attrs["fits"]`` holds that table.
     """
     out = Path(out)
     points = grid_points(cfg, grid)
@@ -135,7 +195,21 @@ def run_sweep(
     jobs = [Job(job_name(p), simulate_point, {"config_yaml": text, "point": p}) for p in points]
     results = run_jobs(jobs, jobs_dir, scheduler, n_workers, progress, f"sweep ({len(points)} points)")
     table = pd.DataFrame([row for j in jobs for row in results[j.name]["rows"]])
-    tmp = out / ".sweep.csv.partial"
-    table.to_csv(tmp, index=False)
-    tmp.replace(out / "sweep.csv")
+    _write_csv(table, out / "sweep.csv")
+    if fit is not None:
+        # a fit of other settings is another job: its name carries them
+        tag = "fit-" + "-".join(f"{k}{v}" for k, v in sorted(fit.items())).replace(".", "p")
+        fits = [
+            Job(f"{tag}-{job_name(p)}", fit_point, {"config_yaml": text, "point": p, "fit": fit})
+            for p in points
+        ]
+        done = run_jobs(fits, jobs_dir, scheduler, n_workers, progress, f"sweep fits ({len(points)} points)")
+        table.attrs["fits"] = pd.DataFrame([done[j.name]["row"] for j in fits])
+        _write_csv(table.attrs["fits"], out / "sweep_fits.csv")
     return table
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
