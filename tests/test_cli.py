@@ -147,6 +147,12 @@ def test_missing_config_file_exits_2(tmp_path):
     assert res.exit_code == 2 and "no such config file" in res.output
 
 
+def test_fit_method_is_a_choice_listed_in_help_and_a_typo_exits_2(tmp_path):
+    res = runner.invoke(app, ["fit", str(tmp_path), "--method", "nutz"])
+    assert res.exit_code == 2 and "'nutz' is not one of 'nuts'" in res.output and "'svi'" in res.output
+    assert "nuts|svi" in runner.invoke(app, ["fit", "--help"]).output
+
+
 def test_a_bundled_config_is_named_by_its_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no file called timing_sweep here
     res = runner.invoke(app, ["validate", "timing_sweep"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +36,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+class FitMethod(StrEnum):
+    """``fit --method``: offered as a choice, so ``--help`` lists the values and a typo is refused."""
+
+    nuts = "nuts"
+    svi = "svi"
 
 
 def _print_version(value: bool) -> None:
@@ -479,8 +487,9 @@ def fit_cmd(
         ),
     ] = None,
     method: Annotated[
-        str, typer.Option("--method", help="nuts (default), or svi: a fast APPROXIMATE variational fit.")
-    ] = "nuts",
+        FitMethod,
+        typer.Option("--method", help="nuts (default), or svi: a fast APPROXIMATE variational fit."),
+    ] = FitMethod.nuts,
     chains: Chains = 4,
     warmup: Warmup = 500,
     draws: Draws = 1000,
@@ -551,8 +560,7 @@ def fit_cmd(
 
     rep = Reporter(quiet)
     try:
-        if method not in ("nuts", "svi"):
-            raise ConfigError([f"--method: got {method!r}; allowed: nuts, svi"])
+        method = FitMethod(method).value  # a plain str from here on (FitSettings, JSON)
         tabs, cfg = load_data_folder(data, config, _parse_columns(columns))
         variant = variant or cfg.model.variant
         try:
