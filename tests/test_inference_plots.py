@@ -25,6 +25,7 @@ from plasticity_rl.plots import (
     loo_comparison,
     posterior_belief_curves,
     recovery_scatter,
+    sbc_ecdf,
     sbc_ranks,
     window_posterior,
 )
@@ -164,6 +165,8 @@ def build(name, tables, **kw):
         return recovery_scatter(tables["recovery"], **kw)
     if name == "sbc_ranks":
         return sbc_ranks(tables["sbc"], **kw)
+    if name == "sbc_ecdf":
+        return sbc_ecdf(tables["sbc"], **kw)
     return loo_comparison(tables["compare"], **kw)
 
 
@@ -173,6 +176,7 @@ NAMES = [
     "window_posterior",
     "recovery_scatter",
     "sbc_ranks",
+    "sbc_ecdf",
     "loo_comparison",
 ]
 
@@ -351,6 +355,27 @@ def test_sbc_ranks_bins_expectation_and_pvalue(tables):
     p = chisquare(counts).pvalue
     assert (f"p = {p:.2f}" if p >= 0.01 else "p < 0.01") in ax.get_title()
     assert any(np.allclose(line.get_ydata(), len(g) / bins) for line in ax.get_lines())
+
+
+def test_sbc_ecdf_flags_a_miscalibrated_parameter_and_passes_a_calibrated_one():
+    rng = np.random.default_rng(0)
+    n, L = 200, 99
+    ranks = {
+        "calibrated": rng.integers(0, L + 1, n),  # uniform ranks
+        "too_wide": np.clip(rng.normal(50, 12, n).round(), 0, L),  # a hump: intervals too wide
+    }
+    sbc = pd.DataFrame(
+        [
+            {"parameter": p, "replicate": f"sbc-{i:04d}", "rank": int(r), "n_draws": L}
+            for p, rs in ranks.items()
+            for i, r in enumerate(rs)
+        ]
+    )
+    fig = sbc_ecdf(sbc)
+    titles = {ax.get_title().split("\n")[0]: ax.get_title() for ax in fig.axes if ax.get_title()}
+    assert titles["calibrated"].endswith("inside the band")
+    assert titles["too_wide"].endswith("outside the band")
+    assert "outside the band: too_wide" in caption_of(fig)
 
 
 def test_loo_comparison_best_on_top_and_warning(tables):

@@ -60,7 +60,7 @@ def test_sbc_command_writes_ranks_uniformity_and_says_which_fits_failed(tmp_path
     assert not ranks["diagnostics_passed"].any()  # 1 chain x 20 draws: every fit fails, and says so
     uniformity = pd.read_csv(out / "sbc_uniformity.csv")
     assert (uniformity["failed_diagnostics"] == 2).all()
-    assert (out / "figures" / "sbc_ranks.png").is_file()
+    assert (out / "figures" / "sbc_ranks.png").is_file() and (out / "figures" / "sbc_ecdf.png").is_file()
 
 
 def test_sbc_job_ranks_every_group_parameter_drawn_from_the_prior(tiny_config):

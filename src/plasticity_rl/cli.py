@@ -935,10 +935,11 @@ def sbc(
         )
         ranks.to_csv(out / "sbc_ranks.csv", index=False)
         uniformity.to_csv(out / "sbc_uniformity.csv", index=False)
-        from plasticity_rl.plots import save_figure, sbc_ranks
+        from plasticity_rl.plots import save_figure, sbc_ecdf, sbc_ranks
 
         note = failed_fits_note(ranks, "replicate")
         save_figure(sbc_ranks(ranks, title_note=note), out / "figures", "sbc_ranks", ("png", "svg"))
+        save_figure(sbc_ecdf(ranks, title_note=note), out / "figures", "sbc_ecdf", ("png", "svg"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         fail(exc)
     print(uniformity.round(4).to_string(index=False))

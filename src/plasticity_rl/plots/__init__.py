@@ -52,7 +52,7 @@ from plasticity_rl.plots.style import (
     shade_window,
     window_spans,
 )
-from plasticity_rl.plots.trust import loo_comparison, recovery_scatter, sbc_ranks, trace_rank_plots
+from plasticity_rl.plots.trust import loo_comparison, recovery_scatter, sbc_ecdf, sbc_ranks, trace_rank_plots
 from plasticity_rl.plots.validation import clinician_vs_published, published_targets
 
 __all__ = [
@@ -95,6 +95,7 @@ __all__ = [
     "posterior_belief_curves",
     "posterior_predictive_check",
     "recovery_scatter",
+    "sbc_ecdf",
     "sbc_ranks",
     "trace_rank_plots",
     "shade_spans",

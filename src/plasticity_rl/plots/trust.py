@@ -5,6 +5,7 @@ captioned :class:`matplotlib.figure.Figure`; none fits anything.
 
 - :func:`recovery_scatter`: parameter recovery, true vs estimated (``recovery.recover``);
 - :func:`sbc_ranks`: simulation-based calibration rank histograms (``recovery.sbc``);
+- :func:`sbc_ecdf`: the same ranks as ECDF differences with simultaneous bands;
 - :func:`loo_comparison`: PSIS-LOO model comparison (``arviz.compare``).
 """
 
@@ -215,6 +216,67 @@ def sbc_ranks(sbc: pd.DataFrame, *, title_note: str | None = None) -> Figure:
         f"uniform expectation; grey: the 99% binomial range of one bin under uniformity. Titles: the "
         f"chi-square test of uniformity (small p: miscalibration; a U shape means intervals too narrow, "
         f"a hump too wide, a slope a biased estimate); titles in orange: p < 0.01."
+        + _flag_caption(title_note),
+    )
+
+
+def sbc_ecdf(sbc: pd.DataFrame, *, prob: float = 0.95, title_note: str | None = None) -> Figure:
+    """SBC as ECDF differences with simultaneous bands, one panel per parameter.
+
+    Each replicate's rank of the true value becomes a fractional rank u = (rank + 0.5) / (n_draws + 1)
+    in (0, 1); the line is the ECDF of the u's minus the uniform CDF, and the band is where that
+    whole line stays with probability ``prob`` under uniformity, simultaneously over every point
+    (Säilynoja, Bürkner & Vehtari 2022, Statistics and Computing 32:32; ArviZ's optimised band).
+    Unlike a histogram, it needs no bins and the band is one test for the whole curve.
+    """
+    from arviz.stats.ecdf_utils import ecdf_confidence_band
+
+    _require(sbc, ["parameter", "replicate", "rank", "n_draws"], "sbc_ecdf")
+    params = _arms_in_order(sbc["parameter"])
+    outside = []
+    with house_style():
+        fig, axes, left, bottom = _panel_figure(len(params), width=3.6, height=2.9)
+        for k, (ax, name) in enumerate(zip(axes, params)):
+            g = sbc[sbc["parameter"].astype(str) == name]
+            n, L = len(g), int(g["n_draws"].max())
+            u = (g["rank"].to_numpy(np.float64) + 0.5) / (L + 1)
+            z = np.linspace(0.0, 1.0, min(max(n, 10), 100) + 1)
+            ecdf = np.searchsorted(np.sort(u), z, side="right") / max(n, 1)
+            lo, hi = ecdf_confidence_band(n, z, z, prob=prob, method="optimized")
+            ax.fill_between(z, lo - z, hi - z, color="0.5", alpha=0.22, lw=0, zorder=0)
+            miss = bool(np.any((ecdf < lo - 1e-12) | (ecdf > hi + 1e-12)))
+            outside += [name] if miss else []
+            ax.plot(z, ecdf - z, color=WARN_COLOR if miss else "#0072B2", lw=2.0, zorder=2)
+            ax.axhline(0.0, color="#000000", ls="--", lw=1.2, zorder=1)
+            ax.set_xlim(0, 1)
+            ax.set_title(
+                f"{name}\n{'outside the band' if miss else 'inside the band'}",
+                fontsize=13,
+                color=WARN_COLOR if miss else "black",
+            )
+            ax.tick_params(labelsize=11)
+            if bottom[k]:
+                ax.set_xlabel("fractional rank of the true value\n(0 to 1)", fontsize=13)
+            if left[k]:
+                ax.set_ylabel("ECDF − uniform CDF\n(fraction of replicates)", fontsize=13)
+        n_rep = int(sbc.groupby("parameter")["replicate"].nunique().max())
+        fig.legend(
+            [Line2D([], [], color="#0072B2", lw=2.0), Patch(color="0.5", alpha=0.22, lw=0)],
+            ["ECDF of the ranks minus the uniform CDF", f"{prob:.0%} simultaneous band under uniformity"],
+            loc="outside lower center",
+            ncols=2,
+            fontsize=12,
+        )
+        _suptitle(fig, f"Simulation-based calibration: ECDF differences ({n_rep} replicates)", title_note)
+    verdict = f"outside the band: {', '.join(outside)}" if outside else "every curve stays inside its band"
+    return attach_caption(
+        fig,
+        f"Simulation-based calibration as ECDF differences (Säilynoja, Bürkner & Vehtari 2022): for each "
+        f"parameter, the ECDF of the {n_rep} replicates' fractional ranks of the true value minus the "
+        f"uniform CDF. A calibrated fit stays inside the grey {prob:.0%} simultaneous band (one test for "
+        f"the whole curve, no bins); a curve above zero on the left and below on the right means "
+        f"intervals too narrow (the truth often in a tail: a U-shaped rank histogram), below then "
+        f"above means too wide (a hump), and a curve mostly on one side of zero a biased estimate. Here: {verdict}."
         + _flag_caption(title_note),
     )
 
