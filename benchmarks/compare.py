@@ -57,6 +57,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/_machine.py (scripts run from here)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -1021,14 +1022,7 @@ def render_markdown(records: list[dict], versions: dict, results: Path = RESULTS
                 f"{r['rel_diff']:.2e} | {r['grad_max_rel_diff']:.2e} | "
                 f"{'(info)' if r['engine'] == 'numpyro-f32' else _fmt(r['passed'])} |"
             )
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     lines += [
         "",
         "## Machine",

@@ -16,26 +16,16 @@ Run: ``python benchmarks/explore.py [--moves 30]``. Writes ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import statistics
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # benchmarks/_machine.py (scripts run from here)
+
 from plasticity_rl.config import as_config
 from plasticity_rl.explore import Settings, explore_curves, open_explorer, settings_from_config, warm_up
 from plasticity_rl.registry import MODELS
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
 
 MOVES = {
     "A": (1.0, 2.0, 4.0, 5.0, 6.0),
@@ -110,7 +100,7 @@ def main() -> None:
     clicks = browser_times(args.moves)
     ms = lambda x: f"{1000 * x:.0f} ms"  # noqa: E731
     rows = [
-        f"# The live explorer's speed ({time.strftime('%Y-%m-%d')}, {_cpu()}, {len(MOVES) * 5} slider moves)",
+        f"# The live explorer's speed ({time.strftime('%Y-%m-%d')}, {cpu_name()}, {len(MOVES) * 5} slider moves)",
         "",
         "| what | time |",
         "|---|---|",

@@ -14,28 +14,18 @@ Writes the table to ``benchmarks/results/likelihood.md``.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from _machine import cpu_name  # benchmarks/_machine.py (scripts run from here)
 
 from plasticity_rl import bundled_config_path, load_config, simulate
 from plasticity_rl.config import config_from_dict
 from plasticity_rl.inference.model import ModelSpec, patient_log_lik, true_theta
 from plasticity_rl.inference.prepare import prepare
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _time(fun, theta, repeats: int) -> tuple[float, float, float]:
@@ -71,7 +61,7 @@ def main() -> None:
     cond_best = rows[0][2]
     lines = [
         f"Likelihood value + gradient, flagship design, {data.n_patients} patients x "
-        f"{data.n_steps} steps, one device; {_cpu()}, jax {jax.__version__}.",
+        f"{data.n_steps} steps, one device; {cpu_name()}, jax {jax.__version__}.",
         "",
         "| likelihood | compile + first call (s) | best (ms) | median (ms) | vs conditional | log-likelihood at the truth |",
         "|---|---|---|---|---|---|",

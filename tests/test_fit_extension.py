@@ -70,6 +70,7 @@ def test_the_policy_extends_only_what_more_draws_can_fix():
 def test_an_extended_fit_continues_its_chains_and_keeps_every_draw(tiny_sim, chains, monkeypatch):
     plain = fit(tiny_sim, chains=chains, warmup=20, draws=20, seed=3)
     assert plain.posterior.sizes["draw"] == 20 and "extension" not in plain.posterior.attrs
+    assert plain.posterior.attrs["extra_draws"] == 0
 
     def always(n_chains, round_draws, info):  # a fit that never passes: the budget decides
         def needs_more(samples, stats):
@@ -82,7 +83,7 @@ def test_an_extended_fit_continues_its_chains_and_keeps_every_draw(tiny_sim, cha
     idata = fit(tiny_sim, chains=chains, warmup=20, draws=20, seed=3, extend_draws=40)
     attrs = idata.posterior.attrs
     assert idata.posterior.sizes["draw"] == 60 == attrs["draws"]  # two more rounds of 20
-    assert attrs["draws_requested"] == 20 and attrs["extend_draws"] == 40
+    assert attrs["draws_requested"] == 20 and attrs["extend_draws"] == 40 and attrs["extra_draws"] == 40
     assert attrs["extension"] == "forced after 60 draws"  # asked after the last round too
     assert idata.sample_stats.sizes["draw"] == 60 and idata.log_likelihood.sizes["draw"] == 60
     # the first 20 draws are the plain fit's own: the chains were continued, not restarted

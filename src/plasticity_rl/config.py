@@ -563,6 +563,11 @@ class Config(_Strict):
             return self.timing_sweep.followup_day
         return self.experiment.days
 
+    @property
+    def followup_step(self) -> int:
+        """The last step of the follow-up day: V after it is the belief at follow-up."""
+        return self.followup_day * self.experiment.steps_per_day - 1
+
 
 def sweep_arm_name(delay: float) -> str:
     return f"delay{delay:+g}d"

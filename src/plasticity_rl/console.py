@@ -77,7 +77,7 @@ def report_fit(outcome, rep: Reporter) -> None:
         err.print(f"  {used_text(outcome.data_used, outcome.likelihood)}")
         for note in outcome.data_used.get("notes", []):
             err.print(f"  [yellow]note:[/yellow] {note}")
-    if not rep.quiet and (outcome.extension or "").count("after ") > 1:  # it sampled longer
+    if not rep.quiet and outcome.extra_draws > 0:
         err.print(f"  [yellow]sampled longer:[/yellow] {outcome.extension}")
     if outcome.passed:
         if not rep.quiet:

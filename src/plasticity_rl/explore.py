@@ -49,7 +49,7 @@ from plasticity_rl.models.moments import belief_moments
 from plasticity_rl.observe import beliefs_at_step_start, drug_state_effects, visit_mean
 from plasticity_rl.params import belief_values, mean_outcome
 from plasticity_rl.plasticity import arm_inputs
-from plasticity_rl.plots.style import OKABE_ITO, WINDOW_FRACTION
+from plasticity_rl.plots.style import OKABE_ITO, drive_spans
 from plasticity_rl.registry import MODELS
 from plasticity_rl.schedule import Schedules, build_schedules
 
@@ -264,16 +264,6 @@ def _padded(sch: Schedules, n_doses: int) -> Schedules:
     )
 
 
-def _window_spans(t_days: np.ndarray, g: np.ndarray, frac: float = WINDOW_FRACTION) -> list[list[float]]:
-    """[start, end] days where the drive is at least ``frac`` of its peak (the figures' rule)."""
-    if g.max() <= 0:
-        return []
-    on = g >= frac * g.max()
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
-    dt = t_days[1] - t_days[0]
-    return [[float(t_days[a]), float(t_days[b - 1] + dt)] for a, b in zip(edges[::2], edges[1::2])]
-
-
 def _rounded(a, digits: int = 4) -> list[float]:
     return [round(float(x), digits) for x in np.asarray(a, np.float64)]
 
@@ -295,7 +285,6 @@ def curves(cfg: Config) -> dict[str, Any]:
         p, inputs.g_k, inputs.gate, jnp.float32(mean_outcome(cfg)), inputs.session_n, inputs.session_p
     )
     mV, mS = np.asarray(mV, np.float64), np.asarray(mS, np.float64)
-    spd = cfg.experiment.steps_per_day
     t_days = sch.t_hours / 24.0
     steps = np.arange(sch.n_steps)
     V_start = beliefs_at_step_start(mV, np.full(mV.shape[0], float(V0)), steps)
@@ -304,7 +293,8 @@ def curves(cfg: Config) -> dict[str, Any]:
 
     names = list(sch.arm_names)
     labels = {a.name: a.label or a.name for a in cfg.all_arms()}
-    shown = [n for n in names if not n.startswith("delay")]
+    sweep_arms = {sweep_arm_name(d) for d in cfg.timing_sweep.delays_days} if cfg.timing_sweep else set()
+    shown = [n for n in names if n not in sweep_arms]  # the timing curve draws the sweep's arms
     arms = []
     for n in shown:
         i = names.index(n)
@@ -325,11 +315,11 @@ def curves(cfg: Config) -> dict[str, Any]:
         "config": cfg.experiment.name,
         "variant": model.name,
         "t_days": _rounded(t_days, 4),
-        "window": _window_spans(t_days, g),
+        "window": [list(span) for span in drive_spans(t_days, g, 1.0 / cfg.experiment.steps_per_day)],
         "arms": arms,
         "timing": None,
     }
-    follow = min(cfg.followup_day * spd, sch.n_steps) - 1  # V at the end of the follow-up day
+    follow = cfg.followup_step
     if cfg.timing_sweep is not None and "ketamine" in names:
         delays = list(cfg.timing_sweep.delays_days)
         V_f = [float(mV[names.index(sweep_arm_name(d)), follow]) for d in delays]
@@ -398,7 +388,7 @@ def error_text(exc: Exception) -> str:
             parts.append(f"{field}: got {err.get('input')!r}; {err['msg']}")
         return "; ".join(parts)
     if isinstance(exc, ConfigError):
-        return "; ".join(exc.problems) if getattr(exc, "problems", None) else str(exc)
+        return "; ".join(exc.problems)
     return str(exc)
 
 

@@ -311,9 +311,8 @@ def _at_a_glance(run_dir: Path) -> str:
     for diag_path in sorted(run_dir.glob("fit*/diagnostics.json")):
         d = _read_json(diag_path) or {}
         name = diag_path.parent.name
-        longer = (d.get("extension") or "").count("after ") > 1
         extra = ""
-        if longer:
+        if (d.get("extra_draws") or 0) > 0:
             kept, dropped = d.get("draws_per_chain"), d.get("discarded_draws") or 0
             extra = f"; sampled longer (kept {kept} draws per chain" + (
                 f", the first {dropped} counted as warm-up)" if dropped else ")"
@@ -331,14 +330,14 @@ def _at_a_glance(run_dir: Path) -> str:
         loo = pd.read_csv(loo_path, index_col="model").sort_values("rank")
         if len(loo) >= 2:
             best, second = loo.index[0], loo.index[1]
-            pareto = _read_json(run_dir / "compare" / "loo_pareto_k.json") or {}
-            bad = sum(int(v.get("n_above_0.7", 0)) for v in pareto.values() if isinstance(v, dict))
-            caveat = ""
-            if bad:
-                from plasticity_rl.workflow import loo_warning
+            from plasticity_rl.workflow import loo_warning
 
-                fits = [run_dir / f"fit-{m}" for m in loo.index if (run_dir / f"fit-{m}").is_dir()]
-                caveat = f'; <span class="fail">{_e(loo_warning(pareto, True, fits or None))}</span>'
+            # compare writes loo_conditional.csv beside loo.csv only when loo.csv is the integrated one
+            integrated = (run_dir / "compare" / "loo_conditional.csv").is_file()
+            pareto = _read_json(run_dir / "compare" / "loo_pareto_k.json") or {}
+            fits = [run_dir / f"fit-{m}" for m in loo.index if (run_dir / f"fit-{m}").is_dir()]
+            note = loo_warning(pareto, integrated, fits or None) if pareto else None
+            caveat = f'; <span class="fail">{_e(note)}</span>' if note else ""
 
             failed = [
                 m
@@ -353,7 +352,7 @@ def _at_a_glance(run_dir: Path) -> str:
             items.append(
                 f"<li>New patients are predicted better by <code>{_e(best)}</code> than by "
                 f"<code>{_e(second)}</code>: {loo.loc[second, 'elpd_diff']:.1f} ± {loo.loc[second, 'dse']:.1f} "
-                f"nats (integrated PSIS-LOO){caveat}{marked}</li>"
+                f"nats ({'integrated ' if integrated else ''}PSIS-LOO){caveat}{marked}</li>"
             )
     for syn_path in sorted(run_dir.glob("fit*/synergy.csv")):
         syn = pd.read_csv(syn_path)

@@ -82,7 +82,7 @@ def simulate_point(config_yaml: str, point: dict[str, float]) -> dict:
     cfg = point_config(config_from_yaml(config_yaml), point)
     sim = simulate(cfg)
     V, S = np.asarray(sim.trajectory.V, np.float64), np.asarray(sim.trajectory.S, np.float64)
-    step = min(cfg.followup_day * cfg.experiment.steps_per_day, V.shape[1]) - 1
+    step = cfg.followup_step
     rows = []
     for i, arm in enumerate(cfg.all_arms()):
         idx = sim.arm_index == i

@@ -45,7 +45,8 @@ class FitOutcome:
     seconds: float
     likelihood: str = "conditional"
     data_used: dict | None = None  # FitData.usage(): patients, ratings used and missing, sessions
-    extension: str | None = None  # why a NUTS fit sampled longer than asked (fit's extend_draws)
+    extension: str | None = None  # what a NUTS fit's extension checks found (fit's extend_draws)
+    extra_draws: int = 0  # draws per chain it sampled beyond those asked for
 
 
 def load_data_folder(data: Path, config: Path | None = None, columns: dict[str, str] | None = None):
@@ -225,6 +226,7 @@ def fit_outcome_of(folder: Path) -> FitOutcome:
         diag.get("likelihood", "conditional"),
         diag.get("data_used"),
         diag.get("extension"),
+        int(diag.get("extra_draws") or 0),
     )
 
 
@@ -280,6 +282,7 @@ def write_fit_folder(
         "draws_per_chain": int(idata.posterior.sizes["draw"]),
         "extension": idata.posterior.attrs.get("extension"),
         "discarded_draws": int(idata.posterior.attrs.get("discarded_draws", 0)),
+        "extra_draws": int(idata.posterior.attrs.get("extra_draws", 0)),
     }
     (out / "diagnostics.json").write_text(json.dumps(diag_json, indent=2, default=float) + "\n")
     curves = arm_curves(idata)
@@ -307,6 +310,7 @@ def write_fit_folder(
         diag_json["likelihood"],
         diag_json["data_used"],
         diag_json["extension"],
+        diag_json["extra_draws"],
     )
 
 

@@ -477,7 +477,8 @@ def fit(
     draws after some whole round pass (all of them first; else all but the first round, counted
     as warm-up: a chain that was still settling) or ``extend_draws`` more draws per chain are
     taken. ``attrs["draws"]`` is the number kept, ``attrs["discarded_draws"]`` those counted as
-    warm-up, ``attrs["extension"]`` what each check found. The diagnostics still gate the
+    warm-up, ``attrs["extra_draws"]`` how many were sampled beyond ``draws``,
+    ``attrs["extension"]`` what each check found. The diagnostics still gate the
     result, so a fit that fails after the extension says so.
     ``fit_window``: fit the plasticity kernel's time constants (default; the window's length in
     humans is unknown) or hold them at the config's values. ``attrs["window"]`` says which.
@@ -563,6 +564,8 @@ def fit(
                 "draws": taken,
                 "draws_requested": draws,
                 "extend_draws": int(extend_draws),
+                # draws per chain sampled beyond those asked for (kept or counted as warm-up)
+                "extra_draws": taken + int(info.get("discarded_draws", 0)) - draws,
                 "chain_method": cm,
                 "target_accept": target_accept,
                 "max_tree_depth": max_tree_depth,

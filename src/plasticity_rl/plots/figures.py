@@ -296,9 +296,7 @@ def belief_curves(
 
 
 def followup_step(sim: Simulation) -> int:
-    cfg = sim.config
-    step = cfg.followup_day * cfg.experiment.steps_per_day - 1  # V at the end of the follow-up day
-    return int(min(max(step, 0), sim.trajectory.V.shape[1] - 1))
+    return int(min(max(sim.config.followup_step, 0), sim.trajectory.V.shape[1] - 1))
 
 
 def timing_curve(sim: Simulation, *, frac: float = WINDOW_FRACTION) -> Figure:

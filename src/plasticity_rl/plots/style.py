@@ -174,15 +174,21 @@ def window_spans(
         raise ValueError(f"frac must be in (0, 1], got {frac}")
     idx = select_arms(sim, arms)
     g = np.asarray(sim.inputs.g_k, dtype=np.float64)[idx]
-    drive = g.max(axis=0)
-    peak = float(drive.max(initial=0.0))
+    t0 = np.asarray(sim.schedules.t_hours) / 24.0
+    return drive_spans(t0, g.max(axis=0), 1.0 / sim.schedules.steps_per_day, frac)
+
+
+def drive_spans(
+    t_days: np.ndarray, drive: np.ndarray, step_days: float, frac: float = WINDOW_FRACTION
+) -> list[tuple[float, float]]:
+    """(start, end) in days where ``drive`` (one value per step starting at ``t_days``) is at least
+    ``frac`` of its peak; empty if it never rises above 0."""
+    peak = float(np.max(drive, initial=0.0))
     if peak <= 0.0:
         return []
-    on = drive >= frac * peak
-    t0 = np.asarray(sim.schedules.t_hours) / 24.0
-    step = 1.0 / sim.schedules.steps_per_day
+    on = np.asarray(drive) >= frac * peak
     edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
-    return [(float(t0[a]), float(t0[b - 1] + step)) for a, b in zip(edges[::2], edges[1::2])]
+    return [(float(t_days[a]), float(t_days[b - 1] + step_days)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def _dose_schedules(sim: Simulation, idx: list[int]):
